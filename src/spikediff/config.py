@@ -1,0 +1,130 @@
+"""Dataclass configs, serialised to JSON beside the weights (DESIGN principle 4).
+
+One ``Config`` describes a whole run: the network (``ModelConfig``), the Gaussian diffusion
+(``DiffusionConfig``), the data (``DataConfig``) and the optimisation (``TrainConfig``). Presets in
+``presets.py`` are just named ``Config`` values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """Spiking-neuron dynamics. Defaults are the SDDPM neuron: IF, threshold 1, hard reset to 0,
+    reset kept in the graph, ATan surrogate (alpha 2)."""
+
+    kind: str = "if"  # "if" | "lif"
+    v_threshold: float = 1.0
+    v_reset: float = 0.0
+    soft_reset: bool = False  # subtract the threshold instead of resetting to v_reset
+    detach_reset: bool = False
+    surrogate: str = "atan"  # "atan" | "sigmoid"
+    alpha: float | None = None  # surrogate sharpness; None = 2 (atan) / 4 (sigmoid)
+    tau: float = 2.0  # LIF only
+    decay_input: bool = True  # LIF only
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A backbone: ``arch`` picks it, the rest sizes it (names follow the DDPM U-Net)."""
+
+    arch: str = "spiking_unet"  # "spiking_unet" | "ann_unet"
+    image_size: int = 32
+    img_ch: int = 3
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 2
+    dropout: float = 0.1
+    attn_levels: tuple[int, ...] = ()  # ann_unet: levels whose res blocks get attention
+    spike_steps: int = 4  # spiking_unet: the papers' T
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    membrane_decay: float = 0.8  # spiking_unet: decay of the membrane output layer
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The Gaussian diffusion: DDPM's linear schedule over 1000 steps and epsilon prediction by default."""
+
+    num_steps: int = 1000
+    schedule: str = "linear"  # "linear" | "cosine"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    prediction: str = "eps"  # "eps" | "v" | "x0"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, at which size; ``random_flip`` is on for CIFAR-10 only in the papers."""
+
+    dataset: str = "cifar10"
+    random_flip: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. Defaults are the reference SDDPM run: Adam 2e-4, batch 32, clip 1, no EMA."""
+
+    batch_size: int = 32
+    lr: float = 2e-4
+    optimizer: str = "adam"  # "adam" | "adamw"
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    ema_decay: float | None = None
+    total_steps: int = 500_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run; ``name`` is the preset it came from (or a user's label)."""
+
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls.from_dict(json.loads(text))
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Rebuild dataclass ``cls`` from plain JSON data, recursing into nested configs.
+
+    Unknown keys are an error that names the valid ones, so a typo in a config file or a ``--set``
+    never passes silently; missing keys take the defaults, so older config files keep loading.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown config key(s) {sorted(where + k for k in unknown)}; valid: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {where + key!r} must be a mapping, got {value!r}")
+            value = from_dict(hint, value, where=f"{where}{key}.")
+        elif typing.get_origin(hint) is tuple and isinstance(value, list | tuple):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)

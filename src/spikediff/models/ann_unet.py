@@ -1,0 +1,136 @@
+"""The ANN twin: the DDPM U-Net (Ho et al., pytorch-ddpm layout) with GroupNorm, Swish and the
+attention block of its first middle res block, for side-by-side comparison with the Spiking U-Net."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikediff.config import ModelConfig
+from spikediff.models.layers import TimeEmbedding, xavier_
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over pixels with a residual; output projection init gain 1e-5."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(32, ch)
+        self.q = nn.Conv2d(ch, ch, 1)
+        self.k = nn.Conv2d(ch, ch, 1)
+        self.v = nn.Conv2d(ch, ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
+        for layer in (self.q, self.k, self.v):
+            xavier_(layer)
+        xavier_(self.proj, gain=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        h = self.norm(x)
+        q = self.q(h).flatten(2).transpose(1, 2)  # [B, HW, C]
+        k = self.k(h).flatten(2).transpose(1, 2)
+        v = self.v(h).flatten(2).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(1, 2).reshape(B, C, H, W))
+
+
+class ResBlock(nn.Module):
+    """GN -> Swish -> Conv, + time projection, GN -> Swish -> Dropout -> Conv (gain 1e-5), + shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, tdim: int, dropout: float, attn: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(32, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.temb_proj = nn.Linear(tdim, out_ch)
+        self.norm2 = nn.GroupNorm(32, out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.attn = AttnBlock(out_ch) if attn else nn.Identity()
+        for layer in (self.conv1, self.temb_proj, self.shortcut):
+            if not isinstance(layer, nn.Identity):
+                xavier_(layer)
+        xavier_(self.conv2, gain=1e-5)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.attn(h + self.shortcut(x))
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        xavier_(self.conv)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        xavier_(self.conv)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """DDPM U-Net; ``model(x [B, C, H, W], t [B]) -> prediction [B, C, H, W]``."""
+
+    def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
+        super().__init__()
+        self.config = config
+        ch, tdim, drop = config.ch, config.ch * 4, config.dropout
+        self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim)
+        self.stem = nn.Conv2d(config.img_ch, ch, 3, padding=1)
+        xavier_(self.stem)
+
+        self.down = nn.ModuleList()
+        skip_chs, now_ch = [ch], ch
+        for level, mult in enumerate(config.ch_mult):
+            for _ in range(config.num_res_blocks):
+                attn = level in config.attn_levels
+                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn))
+                now_ch = ch * mult
+                skip_chs.append(now_ch)
+            if level != len(config.ch_mult) - 1:
+                self.down.append(Downsample(now_ch))
+                skip_chs.append(now_ch)
+
+        self.middle = nn.ModuleList(
+            [ResBlock(now_ch, now_ch, tdim, drop, attn=True), ResBlock(now_ch, now_ch, tdim, drop, attn=False)]
+        )
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.ch_mult))):
+            for _ in range(config.num_res_blocks + 1):
+                attn = level in config.attn_levels
+                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn))
+                now_ch = ch * mult
+            if level != 0:
+                self.up.append(Upsample(now_ch))
+
+        self.tail_norm = nn.GroupNorm(32, now_ch)
+        self.tail_conv = nn.Conv2d(now_ch, config.img_ch, 3, padding=1)
+        xavier_(self.tail_conv, gain=1e-5)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.time_embedding(t)
+        h = self.stem(x)
+        skips = [h]
+        for layer in self.down:
+            h = layer(h, temb)
+            skips.append(h)
+        for layer in self.middle:
+            h = layer(h, temb)
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = layer(h, temb)
+        return self.tail_conv(F.silu(self.tail_norm(h)))

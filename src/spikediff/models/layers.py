@@ -1,0 +1,61 @@
+"""Pieces shared by the backbones: the DDPM time embedding, initialisers, and the T <-> batch fold
+that lets 2-D layers run on spike sequences."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sinusoidal_table(num_steps: int, dim: int) -> torch.Tensor:
+    """The DDPM sinusoidal table ``[num_steps, dim]``, sin and cos interleaved per frequency.
+
+    The interleaving (not the concatenation of many other codebases) is the pytorch-ddpm layout
+    that the SDDPM checkpoints were trained with.
+    """
+    if dim % 2:
+        raise ValueError(f"time-embedding width must be even, got {dim}")
+    freqs = torch.exp(-torch.arange(0, dim, 2, dtype=torch.float32) / dim * math.log(10000))
+    angles = torch.arange(num_steps, dtype=torch.float32)[:, None] * freqs[None, :]
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).view(num_steps, dim)
+
+
+class TimeEmbedding(nn.Module):
+    """Diffusion step ``t [B]`` -> ``temb [B, 4ch]``: frozen table, Linear, Swish, Linear.
+
+    The table is a frozen ``nn.Parameter`` (as ``nn.Embedding.from_pretrained`` makes it) so that
+    parameter counts include it, as the papers' 63.61 M / 64.47 M do.
+    """
+
+    def __init__(self, num_steps: int, ch: int, dim: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(sinusoidal_table(num_steps, ch), requires_grad=False)
+        self.linear1 = nn.Linear(ch, dim)
+        self.linear2 = nn.Linear(dim, dim)
+        xavier_(self.linear1)
+        xavier_(self.linear2)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.linear2(F.silu(self.linear1(F.embedding(t, self.table))))
+
+
+def xavier_(layer: nn.Conv2d | nn.Conv3d | nn.Linear, gain: float = 1.0) -> None:
+    """Xavier-uniform weight, zero bias: the DDPM / SDDPM initialisation."""
+    nn.init.xavier_uniform_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+
+
+def fold(x_seq: torch.Tensor) -> torch.Tensor:
+    """``[T, B, ...] -> [T*B, ...]``: run a 2-D layer on all spiking steps at once.
+
+    BatchNorm applied to the folded tensor shares its statistics over T and B, as in SDDPM.
+    """
+    return x_seq.flatten(0, 1)
+
+
+def unfold(x: torch.Tensor, spike_steps: int) -> torch.Tensor:
+    """``[T*B, ...] -> [T, B, ...]``, the inverse of :func:`fold`."""
+    return x.view(spike_steps, x.shape[0] // spike_steps, *x.shape[1:])

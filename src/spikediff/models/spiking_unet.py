@@ -1,0 +1,193 @@
+"""The SDDPM Spiking U-Net (Cao et al., WACV 2024), exactly as SPEC §1 describes it.
+
+Data flow: the image is repeated over the T spiking steps (direct coding), every 2-D layer runs on
+the folded ``[T*B, C, H, W]`` tensor (BatchNorm statistics shared over T), spikes pass between
+blocks only after a neuron, residual sums stay real-valued ("pre-spike"), and the output head
+decodes the sequence with a membrane output layer ``sum_t decay^(T-1-t) h_t``.
+
+Initialisation follows the reference code where SPEC's one-line summary is coarser: the stem's
+second conv and the head's Conv3d keep PyTorch's default init there, everything else is Xavier.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikediff.config import ModelConfig
+from spikediff.models.layers import TimeEmbedding, fold, unfold, xavier_
+from spikediff.snn import make_neuron
+
+
+class SpikingStem(nn.Module):
+    """Conv3x3 -> BN -> neuron -> Conv3x3 -> BN on the repeated image; its output is the first skip."""
+
+    def __init__(self, img_ch: int, ch: int, neuron: nn.Module) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(img_ch, ch, 3, padding=1)
+        self.bn_in = nn.BatchNorm2d(ch)
+        self.neuron = neuron
+        self.conv_out = nn.Conv2d(ch, ch, 3, padding=1)
+        self.bn_out = nn.BatchNorm2d(ch)
+        xavier_(self.conv_in)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        T = x_seq.shape[0]
+        h = unfold(self.bn_in(self.conv_in(fold(x_seq))), T)
+        return unfold(self.bn_out(self.conv_out(fold(self.neuron(h)))), T)
+
+
+class PreSpikeResBlock(nn.Module):
+    """``h = BN1(Conv1(IF1(x))) + Linear(Swish(temb))``; ``out = BN2(Conv2(IF2(h))) + shortcut(x)``.
+
+    The shortcut (1x1 conv when the width changes) sees the real-valued input, so the residual
+    sum is exact before the next block spikes it. Dropout is accepted for config compatibility but,
+    as in the reference, not applied.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, tdim: int, neuron_factory) -> None:
+        super().__init__()
+        self.neuron1 = neuron_factory()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.temb_proj = nn.Linear(tdim, out_ch)
+        self.neuron2 = neuron_factory()
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        for layer in (self.conv1, self.conv2, self.temb_proj, self.shortcut):
+            if not isinstance(layer, nn.Identity):
+                xavier_(layer)
+
+    def forward(self, x_seq: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        T = x_seq.shape[0]
+        h = unfold(self.bn1(self.conv1(fold(self.neuron1(x_seq)))), T)
+        h = h + self.temb_proj(F.silu(temb))[None, :, :, None, None]
+        h = self.bn2(self.conv2(fold(self.neuron2(h))))
+        return unfold(h + self.shortcut(fold(x_seq)), T)
+
+
+class SpikingDownsample(nn.Module):
+    """neuron -> Conv3x3 stride 2 -> BN."""
+
+    def __init__(self, ch: int, neuron: nn.Module) -> None:
+        super().__init__()
+        self.neuron = neuron
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(ch)
+        xavier_(self.conv)
+
+    def forward(self, x_seq: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return unfold(self.bn(self.conv(fold(self.neuron(x_seq)))), x_seq.shape[0])
+
+
+class SpikingUpsample(nn.Module):
+    """neuron -> nearest x2 -> Conv3x3 -> BN."""
+
+    def __init__(self, ch: int, neuron: nn.Module) -> None:
+        super().__init__()
+        self.neuron = neuron
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.bn = nn.BatchNorm2d(ch)
+        xavier_(self.conv)
+
+    def forward(self, x_seq: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(fold(self.neuron(x_seq)), scale_factor=2, mode="nearest")
+        return unfold(self.bn(self.conv(h)), x_seq.shape[0])
+
+
+class MembraneOutputLayer(nn.Module):
+    """``sum_t decay^(T-1-t) h_t``: the membrane of a non-firing leaky neuron after the last step."""
+
+    def __init__(self, decay: float = 0.8) -> None:
+        super().__init__()
+        self.decay = decay
+
+    def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
+        T = h_seq.shape[0]
+        exponents = torch.arange(T - 1, -1, -1, device=h_seq.device, dtype=h_seq.dtype)
+        weights = torch.pow(torch.tensor(self.decay, dtype=h_seq.dtype, device=h_seq.device), exponents)
+        return (h_seq * weights.view(T, *([1] * (h_seq.dim() - 1)))).sum(0)
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}"
+
+
+class MembraneOutputHead(nn.Module):
+    """Per step BN -> Swish -> Conv3x3 (gain 1e-5); then ``h + Swish(BN(Conv3d_(3,3,1)(h)))``; then
+    the membrane output layer.
+
+    The (3, 3, 1) Conv3d over ``[B, C, H, W, T]`` is spatial only, so it is computed as the same
+    weights' 2-D conv on the folded sequence; the parameter keeps its Conv3d shape so that
+    checkpoints stay interchangeable with the reference.
+    """
+
+    def __init__(self, ch: int, img_ch: int, decay: float) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(ch)
+        self.conv = nn.Conv2d(ch, img_ch, 3, padding=1)
+        self.temporal_conv = nn.Conv3d(img_ch, img_ch, kernel_size=(3, 3, 1), padding=(1, 1, 0))
+        self.temporal_bn = nn.BatchNorm2d(img_ch)
+        self.readout = MembraneOutputLayer(decay)
+        xavier_(self.conv, gain=1e-5)
+
+    def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
+        h = self.conv(F.silu(self.bn(fold(h_seq))))
+        r = F.conv2d(h, self.temporal_conv.weight.squeeze(-1), self.temporal_conv.bias, padding=1)
+        h = h + F.silu(self.temporal_bn(r))
+        return self.readout(unfold(h, h_seq.shape[0]))
+
+
+class SpikingUNet(nn.Module):
+    """The SDDPM Spiking U-Net; ``model(x [B, C, H, W], t [B]) -> eps-prediction [B, C, H, W]``."""
+
+    def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
+        super().__init__()
+        self.config = config
+        ch, tdim = config.ch, config.ch * 4
+
+        def neuron() -> nn.Module:
+            return make_neuron(config.neuron)
+
+        self.spike_steps = config.spike_steps
+        self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim)
+        self.stem = SpikingStem(config.img_ch, ch, neuron())
+
+        self.down = nn.ModuleList()
+        skip_chs, now_ch = [ch], ch
+        for level, mult in enumerate(config.ch_mult):
+            for _ in range(config.num_res_blocks):
+                self.down.append(PreSpikeResBlock(now_ch, ch * mult, tdim, neuron))
+                now_ch = ch * mult
+                skip_chs.append(now_ch)
+            if level != len(config.ch_mult) - 1:
+                self.down.append(SpikingDownsample(now_ch, neuron()))
+                skip_chs.append(now_ch)
+
+        self.middle = nn.ModuleList([PreSpikeResBlock(now_ch, now_ch, tdim, neuron) for _ in range(2)])
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.ch_mult))):
+            for _ in range(config.num_res_blocks + 1):
+                self.up.append(PreSpikeResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, neuron))
+                now_ch = ch * mult
+            if level != 0:
+                self.up.append(SpikingUpsample(now_ch, neuron()))
+
+        self.head = MembraneOutputHead(now_ch, config.img_ch, config.membrane_decay)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.time_embedding(t)
+        h = self.stem(x.unsqueeze(0).expand(self.spike_steps, *x.shape))
+        skips = [h]
+        for layer in self.down:
+            h = layer(h, temb)
+            skips.append(h)
+        for layer in self.middle:
+            h = layer(h, temb)
+        for layer in self.up:
+            if isinstance(layer, PreSpikeResBlock):
+                h = torch.cat([h, skips.pop()], dim=2)
+            h = layer(h, temb)
+        return self.head(h)

@@ -1,0 +1,26 @@
+"""Spiking building blocks: stateless multi-step neurons, surrogate gradients, threshold control."""
+
+from spikediff.snn.neurons import (
+    NEURONS,
+    IFNeuron,
+    LIFNeuron,
+    SpikingNeuron,
+    if_sequence,
+    lif_sequence,
+    make_neuron,
+)
+from spikediff.snn.surrogate import spike
+from spikediff.snn.threshold import spiking_neurons, threshold_scale
+
+__all__ = [
+    "NEURONS",
+    "IFNeuron",
+    "LIFNeuron",
+    "SpikingNeuron",
+    "if_sequence",
+    "lif_sequence",
+    "make_neuron",
+    "spike",
+    "spiking_neurons",
+    "threshold_scale",
+]
