@@ -1,0 +1,25 @@
+"""Gaussian diffusion: schedules, the training objective, and samplers."""
+
+from spikediff.diffusion.objectives import PREDICTIONS, diffusion_loss, q_sample, to_x0_eps, training_target
+from spikediff.diffusion.samplers import (
+    SAMPLERS,
+    respaced_coefficients,
+    sample_ddim,
+    sample_ddpm,
+    sampling_timesteps,
+)
+from spikediff.diffusion.schedule import NoiseSchedule
+
+__all__ = [
+    "PREDICTIONS",
+    "SAMPLERS",
+    "NoiseSchedule",
+    "diffusion_loss",
+    "q_sample",
+    "respaced_coefficients",
+    "sample_ddim",
+    "sample_ddpm",
+    "sampling_timesteps",
+    "to_x0_eps",
+    "training_target",
+]

@@ -1,0 +1,56 @@
+"""The training objective and the conversions between what a network predicts (eps, v or x0)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from spikediff.diffusion.schedule import NoiseSchedule, gather
+
+PREDICTIONS = ("eps", "v", "x0")
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``."""
+    abar = gather(schedule.alphas_cumprod, t, x0)
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+def training_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """What the network should output: the noise, ``v = sqrt(abar) eps - sqrt(1-abar) x0``, or x0."""
+    if prediction == "eps":
+        return noise
+    if prediction == "v":
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    if prediction == "x0":
+        return x0
+    raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
+def to_x0_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor):
+    """Turn a network output into ``(x0_hat, eps_hat)`` at noise level ``abar``."""
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    if prediction == "eps":
+        return (x_t - s * output) / a, output
+    if prediction == "v":
+        return a * x_t - s * output, s * x_t + a * output
+    if prediction == "x0":
+        return output, (x_t - a * output) / s
+    raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
+def diffusion_loss(
+    model: ModelFn,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DDPM's simple loss: MSE between the network output and its target at a uniform random t."""
+    t = torch.randint(0, schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    x_t = q_sample(schedule, x0, t, noise)
+    target = training_target(prediction, x0, noise, gather(schedule.alphas_cumprod, t, x0))
+    return torch.nn.functional.mse_loss(model(x_t, t), target)

@@ -1,0 +1,131 @@
+"""Samplers as stateless functions of (model function, schedule, noise, steps, generator).
+
+Every sampler accepts any number of steps: ``steps`` is a count (spread evenly over the schedule,
+always ending at t = 0) or an explicit descending list of diffusion steps. DDPM on a subsequence
+uses the *respaced* chain's coefficients (the betas of the jumps between the chosen steps), not the
+single-step coefficients that the reference SDDPM code reuses when it strides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from spikediff.diffusion.objectives import ModelFn, to_x0_eps
+from spikediff.diffusion.schedule import NoiseSchedule
+
+Callback = Callable[[int, int, torch.Tensor], None]  # (index, t, x after the step)
+
+
+def sampling_timesteps(num_diffusion_steps: int, steps: int | Sequence[int]) -> list[int]:
+    """The descending diffusion steps a sampler visits; ``K`` evenly spaced from ``N-1`` down to 0."""
+    if isinstance(steps, int):
+        if not 1 <= steps <= num_diffusion_steps:
+            raise ValueError(f"number of sampling steps must be in 1..{num_diffusion_steps}, got {steps}")
+        ts = torch.linspace(num_diffusion_steps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    else:
+        ts = [int(t) for t in steps]
+    if not ts or any(a <= b for a, b in zip(ts, ts[1:], strict=False)) or ts[-1] < 0:
+        raise ValueError(f"sampling steps must be strictly descending and >= 0, got {ts}")
+    if ts[0] >= num_diffusion_steps:
+        raise ValueError(f"sampling step {ts[0]} is outside the schedule (0..{num_diffusion_steps - 1})")
+    return ts
+
+
+def respaced_coefficients(schedule: NoiseSchedule, timesteps: Sequence[int]) -> dict[str, torch.Tensor]:
+    """float64 coefficients of the DDPM chain restricted to ``timesteps`` (descending).
+
+    For the jump from ``t`` to the next visited step ``t'`` (``abar_prev = 1`` after the last):
+    ``beta = 1 - abar_t / abar_t'``, the posterior ``q(x_t' | x_t, x0)`` mean coefficients and
+    variance. With all N steps these are exactly DDPM's own.
+    """
+    abar_all = schedule.alphas_cumprod
+    abar = abar_all[list(timesteps)]
+    abar_prev = torch.cat([abar_all[list(timesteps[1:])], abar.new_ones(1)])
+    beta = 1 - abar / abar_prev
+    return {
+        "abar": abar,
+        "abar_prev": abar_prev,
+        "beta": beta,
+        "posterior_var": beta * (1 - abar_prev) / (1 - abar),
+        "coef_x0": abar_prev.sqrt() * beta / (1 - abar),
+        "coef_xt": (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar),
+    }
+
+
+def _denoise(model_fn, prediction, x, t, abar, clip):
+    """Run the network at step ``t`` and return ``(x0_hat, eps_hat)``, x0 optionally clipped to [-1, 1]."""
+    t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+    abar_x = torch.as_tensor(abar, dtype=x.dtype, device=x.device)
+    x0, eps = to_x0_eps(prediction, model_fn(x, t_batch), x, abar_x)
+    if clip:
+        x0 = x0.clamp(-1, 1)
+        eps = (x - abar_x.sqrt() * x0) / (1 - abar_x).sqrt()
+    return x0, eps
+
+
+@torch.no_grad()
+def sample_ddpm(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | Sequence[int] = 1000,
+    generator: torch.Generator | None = None,
+    variance: str = "fixedlarge",
+    prediction: str = "eps",
+    clip_denoised: bool = True,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Ancestral DDPM sampling from ``noise`` (``x_T``).
+
+    ``variance="fixedlarge"`` uses the (respaced) beta, ``"fixedsmall"`` the posterior variance
+    (DDPM's two choices; pytorch-ddpm and SDDPM sample with fixedlarge). No noise is added at the
+    last step.
+    """
+    if variance not in ("fixedlarge", "fixedsmall"):
+        raise ValueError(f"unknown variance {variance!r}; expected 'fixedlarge' or 'fixedsmall'")
+    ts = sampling_timesteps(schedule.num_steps, steps)
+    c = respaced_coefficients(schedule, ts)
+    var = c["beta"] if variance == "fixedlarge" else c["posterior_var"]
+    x = noise
+    for i, t in enumerate(ts):
+        x0, _ = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised)
+        x = float(c["coef_x0"][i]) * x0 + float(c["coef_xt"][i]) * x
+        if i < len(ts) - 1:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + float(var[i].sqrt()) * z
+        if callback is not None:
+            callback(i, t, x)
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | Sequence[int] = 50,
+    generator: torch.Generator | None = None,
+    eta: float = 0.0,
+    prediction: str = "eps",
+    clip_denoised: bool = True,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """DDIM (Song et al. 2021): deterministic for ``eta=0``; ``eta=1`` is DDPM-like ancestral noise."""
+    ts = sampling_timesteps(schedule.num_steps, steps)
+    c = respaced_coefficients(schedule, ts)
+    x = noise
+    for i, t in enumerate(ts):
+        abar, abar_prev = c["abar"][i], c["abar_prev"][i]
+        x0, eps = _denoise(model_fn, prediction, x, t, abar, clip_denoised)
+        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
+        x = float(abar_prev.sqrt()) * x0 + float((1 - abar_prev - sigma**2).clamp(min=0).sqrt()) * eps
+        if eta > 0 and i < len(ts) - 1:
+            x = x + float(sigma) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        if callback is not None:
+            callback(i, t, x)
+    return x
+
+
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim}

@@ -1,0 +1,71 @@
+"""Named configurations: every paper setting spikediff claims, and CPU-sized ones for this machine.
+
+Paper presets follow SPEC §1: the reference SDDPM code's optimiser (Adam 2e-4, grad clip 1, no EMA,
+no warmup — the reference defines warmup but never applies it) and the paper's batch of 128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from spikediff.config import Config, DataConfig, DiffusionConfig, ModelConfig, TrainConfig
+
+_SDDPM = ModelConfig(arch="spiking_unet", ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2, spike_steps=4)
+_PAPER_TRAIN = TrainConfig(batch_size=128, lr=2e-4, grad_clip=1.0, total_steps=500_000)
+_GREY = {"img_ch": 1}
+
+# A Spiking U-Net small enough for ~1 hour of useful training on 2 CPU cores (issue 6's bench size).
+_SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=32)
+_SMALL_TRAIN = TrainConfig(batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000)
+
+
+def _paper(name: str, dataset: str, flip: bool, **model) -> Config:
+    return Config(
+        name=name,
+        model=replace(_SDDPM, **model),
+        diffusion=DiffusionConfig(),
+        data=DataConfig(dataset=dataset, random_flip=flip),
+        train=_PAPER_TRAIN,
+    )
+
+
+PRESETS: dict[str, Config] = {
+    "sddpm-cifar10": _paper("sddpm-cifar10", "cifar10", True),
+    "sddpm-cifar10-t8": _paper("sddpm-cifar10-t8", "cifar10", True, spike_steps=8),
+    "sddpm-mnist": _paper("sddpm-mnist", "mnist", False, **_GREY),
+    "sddpm-fmnist": _paper("sddpm-fmnist", "fmnist", False, **_GREY),
+    "sddpm-celeba": _paper("sddpm-celeba", "celeba", True, image_size=64),
+    "sddpm-lsun-bedroom": _paper("sddpm-lsun-bedroom", "lsun-bedroom", True, image_size=64),
+    "ddpm-cifar10": _paper("ddpm-cifar10", "cifar10", True, arch="ann_unet"),
+    "fmnist-snn-small": Config(
+        name="fmnist-snn-small",
+        model=ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL),
+        data=DataConfig(dataset="fmnist", random_flip=False),
+        train=_SMALL_TRAIN,
+    ),
+    "fmnist-ann-small": Config(
+        name="fmnist-ann-small",
+        model=ModelConfig(arch="ann_unet", **_SMALL),
+        data=DataConfig(dataset="fmnist", random_flip=False),
+        train=_SMALL_TRAIN,
+    ),
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "sddpm-cifar10": "SDDPM paper, CIFAR-10 32x32, Spiking U-Net T=4 (66,696,413 params)",
+    "sddpm-cifar10-t8": "SDDPM paper, CIFAR-10 32x32, Spiking U-Net T=8",
+    "sddpm-mnist": "SDDPM paper, MNIST resized to 32x32, 1 channel, T=4",
+    "sddpm-fmnist": "SDDPM paper, Fashion-MNIST resized to 32x32, 1 channel, T=4",
+    "sddpm-celeba": "SDDPM paper, CelebA 64x64, T=4",
+    "sddpm-lsun-bedroom": "SDDPM paper, LSUN bedroom 64x64, T=4",
+    "ddpm-cifar10": "ANN twin of sddpm-cifar10: DDPM U-Net, GroupNorm+Swish, middle attention (67,602,691)",
+    "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST (ch 32, [1,2,2], 1 res block, T=4)",
+    "fmnist-ann-small": "ANN twin of fmnist-snn-small",
+}
+
+
+def get_preset(name: str) -> Config:
+    """The preset called ``name``; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]
