@@ -116,7 +116,8 @@ def test_threshold_scale_one_is_identity_and_lower_threshold_spikes_more():
         counts = {}
         for scale in (0.8, 1.0):
             total = []
-            hooks = [n.register_forward_hook(lambda m, i, o: total.append(o.sum())) for n in spiking_neurons(model)]
+            neurons = spiking_neurons(model)
+            hooks = [n.register_forward_hook(lambda m, i, o, total=total: total.append(o.sum())) for n in neurons]
             with threshold_scale(model, scale):
                 model(x, t)
             for h in hooks:

@@ -1,7 +1,9 @@
-"""Checkpoints are directories (DESIGN principle 4): ``config.json`` + ``model.safetensors``.
+"""Checkpoints are directories (DESIGN principle 4): ``config.json`` + ``model.safetensors``, and
+for training ``ema.safetensors`` and ``trainer_state.pt`` (optimizer, lr schedule, step, RNG states).
 
 Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves a
-half-written checkpoint behind.
+half-written checkpoint behind. A training run directory keeps its checkpoint in ``checkpoint/``;
+every loader accepts either the run directory or the checkpoint directory itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from spikediff.models import build_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+TRAINER_STATE_FILE = "trainer_state.pt"
+RUN_CHECKPOINT = "checkpoint"
 
 
 class CheckpointError(RuntimeError):
@@ -36,16 +41,31 @@ def build(name_or_config: str | Config) -> nn.Module:
     return build_model(config.model, config.diffusion.num_steps)
 
 
-def save(model: nn.Module, config: Config, directory: str | Path, overwrite: bool = False) -> Path:
-    """Write ``model`` and ``config`` as a checkpoint directory, atomically."""
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def save(
+    model: nn.Module,
+    config: Config,
+    directory: str | Path,
+    overwrite: bool = False,
+    ema: nn.Module | None = None,
+    trainer_state: dict | None = None,
+) -> Path:
+    """Write ``model`` and ``config`` (and optionally EMA weights and trainer state) as a checkpoint
+    directory, atomically."""
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "spikediff_config": config.name})
+        save_file(_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if ema is not None:
+            save_file(_tensors(ema), str(tmp / EMA_FILE), metadata={"format": "pt"})
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
         (tmp / CONFIG_FILE).write_text(config.to_json())
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
@@ -61,9 +81,18 @@ def save(model: nn.Module, config: Config, directory: str | Path, overwrite: boo
     return directory
 
 
+def resolve(directory: str | Path) -> Path:
+    """The checkpoint directory itself, given it or a training run directory that holds one."""
+    directory = Path(directory)
+    if not (directory / WEIGHTS_FILE).exists() and (directory / RUN_CHECKPOINT / WEIGHTS_FILE).exists():
+        return directory / RUN_CHECKPOINT
+    return directory
+
+
 def load_config(directory: str | Path) -> Config:
-    """The ``Config`` stored in a checkpoint directory."""
-    path = Path(directory) / CONFIG_FILE
+    """The ``Config`` stored in a checkpoint (or run) directory."""
+    directory = resolve(directory)
+    path = directory / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a spikediff checkpoint: {CONFIG_FILE} is missing")
     try:
@@ -72,19 +101,38 @@ def load_config(directory: str | Path) -> Config:
         raise CheckpointError(f"{path} is not a valid spikediff config: {exc}") from exc
 
 
-def load(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a checkpoint directory, weights loaded, in eval mode."""
-    config = load_config(directory)
-    path = Path(directory) / WEIGHTS_FILE
+def load_weights(model: nn.Module, path: Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load a safetensors file into ``model``; a corrupt file or a mismatch is a ``CheckpointError``."""
     if not path.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}")
+        raise CheckpointError(f"{path.parent} has no {path.name}")
     try:
         state = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} is corrupt or truncated ({exc}); restore it or retrain") from exc
-    model = build(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match its config {config.name!r}: {exc}") from exc
+        raise CheckpointError(f"{path} does not match its config.json: {exc}") from exc
+    return model
+
+
+def load(directory: str | Path, map_location: str | torch.device = "cpu", use_ema: bool = False) -> nn.Module:
+    """Rebuild the model of a checkpoint (or run) directory, weights loaded, in eval mode.
+
+    ``use_ema`` loads the EMA weights instead of the raw ones (an error if the run kept no EMA).
+    """
+    directory = resolve(directory)
+    model = build(load_config(directory))
+    load_weights(model, directory / (EMA_FILE if use_ema else WEIGHTS_FILE), map_location)
     return model.eval()
+
+
+def load_trainer_state(directory: str | Path) -> dict:
+    """Optimizer, lr schedule, step and RNG states saved by the trainer."""
+    path = resolve(directory) / TRAINER_STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} has no {TRAINER_STATE_FILE}: it cannot be resumed")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a damaged pickle
+        raise CheckpointError(f"{path} is corrupt or truncated ({exc})") from exc

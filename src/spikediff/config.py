@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,12 @@ class TrainConfig:
     ema_decay: float | None = None
     total_steps: int = 500_000
     seed: int = 0
+    log_every: int = 10  # steps between JSONL log lines
+    save_every: int = 5000  # steps between checkpoints (and one at the end, always)
+    sample_every: int = 5000  # steps between sample grids; 0 = never
+    sample_num: int = 64  # images in a training sample grid
+    sample_sampler: str = "ddim"
+    sample_steps: int = 50
 
 
 @dataclass(frozen=True)
@@ -128,3 +135,55 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _parse_value(text: str, hint: Any, key: str) -> Any:
+    """A ``--set`` value as the type its field declares (JSON syntax for lists, ``none`` for None)."""
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    if text.lower() in ("none", "null"):
+        if not optional:
+            raise ValueError(f"--set {key}: this key cannot be none")
+        return None
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    origin = typing.get_origin(base)
+    try:
+        if origin is tuple:
+            value = json.loads(text if text.startswith("[") else f"[{text}]")
+            return tuple(int(v) for v in value)
+        if base is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if base is int:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if base is float:
+            return float(text)
+        return text
+    except (ValueError, json.JSONDecodeError, TypeError):
+        raise ValueError(f"--set {key}={text}: expected a value of type {getattr(base, '__name__', base)}") from None
+
+
+def apply_overrides(config: Config, assignments: list[str]) -> Config:
+    """Apply ``key=value`` strings such as ``train.lr=1e-4`` or ``model.ch_mult=1,2,2`` to ``config``."""
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        key, text = assignment.split("=", 1)
+        path = key.strip().split(".")
+        config = _replace_path(config, path, text.strip(), key)
+    return config
+
+
+def _replace_path(obj: Any, path: list[str], text: str, key: str) -> Any:
+    names = {f.name for f in dataclasses.fields(obj)}
+    if path[0] not in names:
+        raise ValueError(f"--set {key}: unknown key {path[0]!r}; valid here: {', '.join(sorted(names))}")
+    hint = typing.get_type_hints(type(obj))[path[0]]
+    current = getattr(obj, path[0])
+    if dataclasses.is_dataclass(current):
+        if len(path) == 1:
+            raise ValueError(f"--set {key}: {path[0]!r} is a group; set one of its keys, e.g. {key}.<name>")
+        return dataclasses.replace(obj, **{path[0]: _replace_path(current, path[1:], text, key)})
+    if len(path) > 1:
+        raise ValueError(f"--set {key}: {path[0]!r} has no sub-keys")
+    return dataclasses.replace(obj, **{path[0]: _parse_value(text, hint, key)})

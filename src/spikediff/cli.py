@@ -1,0 +1,179 @@
+"""The ``spikediff`` command: argument parsing and printing only, each command a thin library call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from spikediff import checkpoint
+from spikediff.config import Config, apply_overrides
+from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
+
+
+def _model_summary(model: torch.nn.Module) -> str:
+    lines = []
+    for name, child in model.named_children():
+        n = sum(p.numel() for p in child.parameters())
+        lines.append(f"  {name:<16} {type(child).__name__:<24} {n:>12,d} params")
+    return "\n".join(lines)
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    width = max(map(len, PRESETS))
+    for name in PRESETS:
+        print(f"{name:<{width}}  {DESCRIPTIONS[name]}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    if args.preset:
+        config, model = get_preset(args.preset), checkpoint.build(args.preset)
+    else:
+        config, model = checkpoint.load_config(args.target), checkpoint.load(args.target)
+    n = sum(p.numel() for p in model.parameters())
+    print(config.to_json())
+    print(f"parameters: {n:,d} ({n / 2**20:.2f} M as the papers count, / 2^20)")
+    print(_model_summary(model))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from spikediff.train import train
+
+    out = Path(args.out)
+    if args.resume:
+        config = Config.from_json((out / "config.json").read_text()) if (out / "config.json").is_file() else None
+        if config is None:
+            raise FileNotFoundError(f"cannot resume: {out} holds no config.json from an earlier run")
+    else:
+        if not args.preset:
+            raise ValueError("train needs --preset NAME (or --resume with an existing --out)")
+        config = get_preset(args.preset)
+    config = apply_overrides(config, args.set or [])
+    result = train(
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        data_dir=args.data_dir,
+        max_minutes=args.max_minutes,
+        device=args.device,
+        init_from=args.init_from,
+        progress=not args.no_progress,
+    )
+    why = " (time limit)" if result.stopped_early else ""
+    print(f"stopped at step {result.step}{why}; last loss {result.loss:.4f}; checkpoint in {out / 'checkpoint'}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from spikediff.sample import generate, save_samples
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
+    config = checkpoint.load_config(args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
+    extra = {"eta": args.eta} if args.sampler == "ddim" else {"variance": args.variance}
+    batches = -(-args.num // args.batch_size)
+    with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress) as bar:
+        images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
+                          on_step=bar.update, **extra)
+    save_samples(images, out, individual=not args.no_png)
+    meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
+            "seed": args.seed, "ema": args.ema, **extra}
+    (out / "sampling.json").write_text(json.dumps(meta, indent=2))
+    print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from spikediff.convert.sddpm import import_sddpm
+
+    out = import_sddpm(args.input, args.out_dir, spike_steps=args.spike_steps, image_size=args.image_size,
+                       base_preset=args.preset, key=args.key, overwrite=args.overwrite)
+    print(f"imported {args.input} -> {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spikediff", description="Spiking neural network diffusion models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("presets", help="list the named configurations")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("info", help="print a config, its parameter count and a model summary")
+    p.add_argument("target", nargs="?", help="checkpoint or run directory")
+    p.add_argument("--preset")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a model from a preset")
+    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--out", required=True, help="run directory (config, log.jsonl, samples/, checkpoint/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr=1e-4")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--init-from", metavar="CKPT_DIR", help="start from these weights (e.g. a plain SNN for TSM)")
+    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--data-dir", help="where the dataset lives (else $SPIKEDIFF_DATA and the usual places)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate images from a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint or run directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--num", type=int, default=64)
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    p.add_argument("--steps", type=int, default=50, help="number of network evaluations")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--variance", choices=["fixedlarge", "fixedsmall"], default="fixedlarge", help="DDPM variance")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    p.add_argument("--device")
+    p.add_argument("--no-png", action="store_true", help="write only samples.npz and grid.png")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("convert", help="import another codebase's checkpoint")
+    conv = p.add_subparsers(dest="source", required=True)
+    s = conv.add_parser("sddpm", help="a reference SDDPM (AndyCao1125/SDDPM) .pt file")
+    s.add_argument("input", help="torch file holding {'net_model': state_dict}")
+    s.add_argument("out_dir")
+    s.add_argument("--spike-steps", type=int, default=4, help="T the model was trained with (not in the file)")
+    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
+    s.add_argument("--key", default="net_model", help="entry of the file to import (e.g. ema_model)")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_convert)
+    return parser
+
+
+USER_ERRORS = (KeyError, ValueError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError,
+               FloatingPointError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "info" and not (args.target or args.preset):
+        print("spikediff: error: info needs a checkpoint directory or --preset NAME", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"spikediff: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("spikediff: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Generation loops: batched, seeded sampling from any backbone, and writing images to disk."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from spikediff.config import Config
+from spikediff.diffusion import SAMPLERS, NoiseSchedule
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Model range [-1, 1] -> uint8 [0, 255], rounded."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    config: Config,
+    num: int,
+    sampler: str = "ddim",
+    steps: int = 50,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    on_step: Callable[[int], None] | None = None,
+    **sampler_kwargs,
+) -> torch.Tensor:
+    """``num`` images as uint8 ``[N, C, H, W]``.
+
+    The initial noise of every image comes from one generator seeded with ``seed``, so image ``i``
+    starts from the same noise whatever the batch size. ``on_step`` is called after every network
+    evaluation (for progress bars). The model is put in eval mode (BatchNorm running statistics).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    schedule = NoiseSchedule.from_config(config.diffusion)
+    m = config.model
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=gen)
+    callback = (lambda i, t, x: on_step(1)) if on_step else None
+    out = []
+    for start in range(0, num, batch_size):
+        x = SAMPLERS[sampler](
+            model,
+            schedule,
+            noise[start : start + batch_size].to(device),
+            steps,
+            generator=gen,
+            prediction=config.diffusion.prediction,
+            callback=callback,
+            **sampler_kwargs,
+        )
+        out.append(to_uint8(x).cpu())
+    return torch.cat(out)
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """uint8 ``[N, C, H, W]`` -> one uint8 ``[H', W', C]`` grid with white padding."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images.numpy()):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top : top + h, left : left + w] = img.transpose(1, 2, 0)
+    return grid
+
+
+def _png(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+
+
+def save_grid(images: torch.Tensor, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _png(image_grid(images), path)
+    return path
+
+
+def save_samples(images: torch.Tensor, out_dir: str | Path, individual: bool = True) -> Path:
+    """Write ``samples.npz`` (key ``images``: uint8 NHWC, the layout FID tools read), ``grid.png``
+    of the first 64 and, if ``individual``, one PNG per image."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_dir / "samples.npz", images=images.permute(0, 2, 3, 1).numpy())
+    save_grid(images[:64], out_dir / "grid.png")
+    if individual:
+        width = max(5, len(str(len(images))))
+        for i, img in enumerate(images.numpy()):
+            _png(img.transpose(1, 2, 0), out_dir / f"{i:0{width}d}.png")
+    return out_dir

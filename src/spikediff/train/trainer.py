@@ -1,0 +1,196 @@
+"""The training loop: data, loss, optimiser, warmup, clipping, EMA, logs, sample grids, checkpoints.
+
+Reproducible by construction: the batch order, the flips, the diffusion steps and the noise of
+step ``s`` are drawn from generators seeded with ``(seed, s)``, so a resumed run sees exactly the
+data and noise an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from spikediff.checkpoint import RUN_CHECKPOINT, build, load_trainer_state, load_weights, resolve, save
+from spikediff.config import Config
+from spikediff.data import InMemoryImages, batch_transform, load_dataset
+from spikediff.diffusion import NoiseSchedule, diffusion_loss
+from spikediff.sample import generate, save_grid
+from spikediff.train.ema import EMA
+
+RUN_CONFIG = "config.json"
+LOG_FILE = "log.jsonl"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _step_seed(seed: int, step: int, stream: int) -> int:
+    return (seed * 1_000_003 + step * 7 + stream) % (2**63)
+
+
+class BatchStream:
+    """Batch ``s`` of a seeded, epoch-wise shuffled pass over a dataset (drop-last)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int) -> None:
+        if len(dataset) < batch_size:
+            raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of {batch_size}")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.per_epoch = len(dataset) // batch_size
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(_step_seed(self.seed, epoch, 1))
+            self._epoch, self._perm = epoch, torch.randperm(len(self.dataset), generator=gen)
+        idx = self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+        if isinstance(self.dataset, InMemoryImages):
+            return self.dataset.images[idx]
+        return torch.stack([self.dataset[int(i)] for i in idx])
+
+
+def lr_factor(step: int, warmup_steps: int) -> float:
+    """Linear warmup from ~0 to 1 over ``warmup_steps`` (the reference defines this but never applies it)."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
+    t = config.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    raise ValueError(f"unknown optimizer {t.optimizer!r}; expected 'adam' or 'adamw'")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    loss: float
+    images_per_s: float
+    stopped_early: bool
+
+
+def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a run: an existing non-empty ``out_dir`` needs ``resume`` or ``overwrite``."""
+    if resume:
+        if not (out_dir / RUN_CHECKPOINT).is_dir():
+            raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINT}/ from an earlier run")
+        return
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    data_dir: str | Path | None = None,
+    max_minutes: float | None = None,
+    device: str | torch.device | None = None,
+    init_from: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``config`` into ``out_dir`` (see the module docstring); returns where it stopped."""
+    out_dir = Path(out_dir)
+    prepare_run_dir(out_dir, resume, overwrite)
+    t = config.train
+    device = torch.device(device) if device is not None else default_device()
+    dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
+    batches = BatchStream(dataset, t.batch_size, t.seed)
+
+    torch.manual_seed(t.seed)
+    model = build(config).to(device)
+    if init_from is not None:
+        load_weights(model, resolve(init_from) / "model.safetensors", device)
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
+    ema = EMA(model, t.ema_decay) if t.ema_decay else None
+    start = 0
+    if resume:
+        ckpt = resolve(out_dir)
+        load_weights(model, ckpt / "model.safetensors", device)
+        if ema is not None:
+            load_weights(ema.shadow, ckpt / "ema.safetensors", device)
+        state = load_trainer_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+    (out_dir / RUN_CONFIG).write_text(config.to_json())
+
+    def checkpoint(step: int) -> None:
+        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+        save(model, config, out_dir / RUN_CHECKPOINT, overwrite=True, ema=ema.shadow if ema else None,
+             trainer_state=trainer_state)
+
+    def sample_grid(step: int) -> None:
+        net = ema.shadow if ema else model
+        images = generate(net, config, t.sample_num, t.sample_sampler, t.sample_steps, seed=t.seed,
+                          batch_size=t.batch_size, device=device)
+        save_grid(images, out_dir / "samples" / f"step_{step:07d}.png")
+        model.train()
+
+    schedule = NoiseSchedule.from_config(config.diffusion)
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
+    bar = tqdm(total=t.total_steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
+    loss_value, rate, step, stopped_early = float("nan"), 0.0, start, False
+    model.train()
+    tic = time.perf_counter()
+    with open(out_dir / LOG_FILE, "a") as log:
+        for step in range(start, t.total_steps):
+            torch.manual_seed(_step_seed(t.seed, step, 2))  # dropout and any other global draw
+            gen = torch.Generator(device).manual_seed(_step_seed(t.seed, step, 3))
+            flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
+            x0 = batch_transform(batches(step), config.model.image_size, config.data.random_flip, flip_gen)
+            loss = diffusion_loss(model, schedule, x0.to(device), config.diffusion.prediction, gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out_dir / RUN_CHECKPOINT}"
+                )
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            done = step + 1
+            loss_value = loss.item()
+            toc = time.perf_counter()
+            rate, tic = t.batch_size / (toc - tic), toc
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+            if done % t.log_every == 0 or done == t.total_steps:
+                log.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}) + "\n")
+                log.flush()
+            if t.sample_every and done % t.sample_every == 0:
+                sample_grid(done)
+            out_of_time = time.monotonic() > deadline
+            if done % t.save_every == 0 or done == t.total_steps or out_of_time:
+                checkpoint(done)
+            step = done
+            if out_of_time:
+                stopped_early = done < t.total_steps
+                break
+            tic = time.perf_counter()
+    bar.close()
+    if step == start and not (out_dir / RUN_CHECKPOINT).exists():
+        checkpoint(step)
+    return TrainResult(out_dir, step, loss_value, rate, stopped_early)
