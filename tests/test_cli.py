@@ -1,0 +1,132 @@
+"""The ``spikediff`` command end to end on real Fashion-MNIST, and its errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import spikediff
+from spikediff.cli import main
+
+TINY = ["--set", "model.ch_mult=1,2", "--set", "model.spike_steps=2", "--set", "train.batch_size=8",
+        "--set", "train.sample_every=0", "--set", "train.log_every=1", "--set", "train.save_every=2",
+        "--set", "train.warmup_steps=2", "--no-progress"]
+
+
+def train(out, *extra) -> int:
+    return main(["train", "--preset", "fmnist-snn-small", "--out", str(out), *TINY, *extra])
+
+
+def losses(run) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny run trained 2 steps, then resumed to 4."""
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert train(run, "--set", "train.total_steps=2") == 0
+    assert main(["train", "--out", str(run), "--resume", "--set", "train.total_steps=4", "--no-progress"]) == 0
+    return run
+
+
+def test_train_resume_matches_an_uninterrupted_run(trained_run, tmp_path):
+    assert train(tmp_path / "straight", "--set", "train.total_steps=4") == 0
+    resumed = losses(trained_run)
+    assert len(resumed) == 4
+    assert resumed == losses(tmp_path / "straight")  # same data, noise and optimizer state, step for step
+    state = torch.load(trained_run / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sample_writes_images(trained_run, tmp_path, sampler):
+    out = tmp_path / sampler
+    assert main(["sample", str(trained_run), "--out", str(out), "--num", "3", "--steps", "2",
+                 "--sampler", sampler, "--seed", "1", "--no-progress"]) == 0
+    images = np.load(out / "samples.npz")["images"]
+    assert images.shape == (3, 32, 32, 1) and images.dtype == np.uint8
+    assert images.max() > images.min()  # not a blank image
+    assert (out / "grid.png").is_file() and len(list(out.glob("0000?.png"))) == 3
+    assert json.loads((out / "sampling.json").read_text())["sampler"] == sampler
+
+
+def test_loaded_checkpoint_predicts_in_range(trained_run):
+    model = spikediff.load(trained_run)
+    cfg = spikediff.load_config(trained_run)
+    assert cfg.model.ch_mult == (1, 2) and cfg.train.total_steps == 4
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        eps = model(x, torch.tensor([10, 990]))
+    assert eps.shape == x.shape and torch.isfinite(eps).all() and eps.abs().max() < 10
+
+
+def error_of(capsys, argv) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["train", "--preset", "nope", "--out", "{tmp}/a"], "unknown preset 'nope'"),
+        (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/b", "--set", "train.lrr=1"], "unknown key 'lrr'"),
+        (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/c", "--set", "train.lr=fast"], "expected a value"),
+        (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/d", "--set", "data.dataset=cifar10",
+          "--data-dir", "{tmp}/empty"], "cifar10 (train) not found"),
+        (["sample", "{tmp}/missing", "--out", "{tmp}/e"], "config.json is missing"),
+        (["train", "--out", "{tmp}/f", "--resume"], "cannot resume"),
+    ],
+)
+def test_bad_input_is_one_clear_line(capsys, tmp_path, monkeypatch, argv, expected):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no torchvision cache to fall back on
+    monkeypatch.delenv("SPIKEDIFF_DATA", raising=False)
+    code, err = error_of(capsys, [a.format(tmp=tmp_path) for a in argv])
+    assert code != 0
+    assert err.startswith("spikediff: error:") and expected in err and "\n" not in err
+
+
+def test_corrupt_checkpoint_and_existing_outputs_are_refused(capsys, trained_run, tmp_path):
+    broken = tmp_path / "broken"
+    spikediff.save(spikediff.load(trained_run), spikediff.load_config(trained_run), broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    code, err = error_of(capsys, ["sample", str(broken), "--out", str(tmp_path / "s"), "--no-progress"])
+    assert code != 0 and "corrupt or truncated" in err
+
+    before = (trained_run / "checkpoint" / "model.safetensors").read_bytes()
+    code, err = error_of(capsys, ["train", "--preset", "fmnist-snn-small", "--out", str(trained_run)])
+    assert code != 0 and "already holds a run" in err
+    assert (trained_run / "checkpoint" / "model.safetensors").read_bytes() == before
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    code, err = error_of(capsys, ["sample", str(trained_run), "--out", str(taken), "--no-progress"])
+    assert code != 0 and "not empty" in err and (taken / "keep.txt").read_text() == "mine"
+
+
+def test_module_entry_point_lists_presets():
+    out = subprocess.run([sys.executable, "-m", "spikediff", "presets"], capture_output=True, text=True, check=True)
+    assert "sddpm-cifar10" in out.stdout and "fmnist-snn-small" in out.stdout
+
+
+def test_convert_command(tmp_path):
+    from tests.test_checkpoint import to_reference_layout
+
+    model = spikediff.build("fmnist-snn-small").eval()
+    torch.save({"net_model": to_reference_layout(model.state_dict())}, tmp_path / "ref.pt")
+    argv = ["convert", "sddpm", str(tmp_path / "ref.pt"), str(tmp_path / "out"), "--spike-steps", "4"]
+    assert main(argv) == 0
+    imported = spikediff.load(tmp_path / "out")
+    assert imported.config.ch_mult == (1, 2, 2) and imported.config.img_ch == 1
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(imported(x, torch.tensor([3, 4])), model(x, torch.tensor([3, 4])))
+    assert main(argv) != 0  # the output exists now: refused without --overwrite
