@@ -88,6 +88,40 @@ def cmd_sample(args: argparse.Namespace) -> None:
             "seed": args.seed, "ema": args.ema, **extra}
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
+    if args.evaluate:
+        args.dataset = args.dataset or config.data.dataset
+        _evaluate_and_report(images, args, out / f"metrics-{args.features}.json", {"sampling": meta})
+
+
+def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra: dict | None = None) -> None:
+    from spikediff.metrics import evaluate_images
+
+    result = evaluate_images(images, args.dataset, args.features, args.split, args.inception_weights,
+                             args.data_dir, progress=not args.no_progress)
+    if extra:
+        result["protocol"].update(extra)
+    width = max(map(len, result["scores"]))
+    for name, value in result["scores"].items():
+        print(f"{name:<{width}}  {value:.4f}")
+    p = result["protocol"]
+    print(f"({p['num_samples']} samples vs {p['reference']}; extractor {p['extractor']} "
+          f"sha256 {p['weights_sha256'][:12]})")
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out_json}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from spikediff.metrics import load_images
+
+    images = load_images(args.samples)
+    if args.num:
+        if args.num > len(images):
+            raise ValueError(f"--num {args.num} but {args.samples} holds only {len(images)} images")
+        images = images[: args.num]
+    src = Path(args.samples)
+    default = (src if src.is_dir() else src.parent) / f"metrics-{args.features}.json"
+    _evaluate_and_report(images, args, Path(args.out) if args.out else default, {"samples": str(src)})
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -96,6 +130,27 @@ def cmd_convert(args: argparse.Namespace) -> None:
     out = import_sddpm(args.input, args.out_dir, spike_steps=args.spike_steps, image_size=args.image_size,
                        base_preset=args.preset, key=args.key, overwrite=args.overwrite)
     print(f"imported {args.input} -> {out}")
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> None:
+    from spikediff.metrics.classifier import packaged_weights, save_classifier, train_classifier
+
+    out = Path(args.out) if args.out else packaged_weights(args.dataset)
+    model, acc = train_classifier(args.dataset, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir,
+                                  progress=not args.no_progress)
+    save_classifier(model, out)
+    print(f"{args.dataset} classifier: test accuracy {acc:.4f}; weights written to {out}")
+
+
+def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
+    p.add_argument("--dataset", required=dataset_required, help="reference dataset (default for sample: the run's)")
+    p.add_argument("--features", choices=["classifier", "inception"], default="classifier",
+                   help="the project's dataset classifier (default) or Inception-v3 from a weights file")
+    p.add_argument("--split", choices=["train", "test"], default="train", help="reference split")
+    p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (or "
+                   "$SPIKEDIFF_INCEPTION_WEIGHTS)")
+    if not any(a.dest == "data_dir" for a in p._actions):
+        p.add_argument("--data-dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +193,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="write only samples.npz and grid.png")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--evaluate", action="store_true", help="then score the samples (see `evaluate`)")
+    _add_metric_args(p, dataset_required=False)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="FID, KID, IS and precision/recall of generated images")
+    p.add_argument("samples", help="a samples.npz (NHWC uint8) or a directory of PNGs / holding samples.npz")
+    p.add_argument("--num", type=int, help="score only the first N images")
+    p.add_argument("--out", help="JSON file (default: metrics-<features>.json beside the samples)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_metric_args(p, dataset_required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train-classifier", help="(re)train the dataset classifier used for classifier FID")
+    p.add_argument("--dataset", default="fmnist", choices=["fmnist", "mnist"])
+    p.add_argument("--out", help="weights file (default: the one shipped in the package)")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_classifier)
 
     p = sub.add_parser("convert", help="import another codebase's checkpoint")
     conv = p.add_subparsers(dest="source", required=True)

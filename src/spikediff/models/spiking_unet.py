@@ -115,13 +115,9 @@ class MembraneOutputLayer(nn.Module):
 
 
 class MembraneOutputHead(nn.Module):
-    """Per step BN -> Swish -> Conv3x3 (gain 1e-5); then ``h + Swish(BN(Conv3d_(3,3,1)(h)))``; then
-    the membrane output layer.
-
-    The (3, 3, 1) Conv3d over ``[B, C, H, W, T]`` is spatial only, so it is computed as the same
-    weights' 2-D conv on the folded sequence; the parameter keeps its Conv3d shape so that
-    checkpoints stay interchangeable with the reference.
-    """
+    """Per step BN -> Swish -> Conv3x3 (gain 1e-5); then ``h + Swish(BN(Conv3d_(3,3,1)(h)))`` with
+    the Conv3d over ``[B, C, H, W, T]`` (spatial only, as in the reference); then the membrane
+    output layer."""
 
     def __init__(self, ch: int, img_ch: int, decay: float) -> None:
         super().__init__()
@@ -133,10 +129,11 @@ class MembraneOutputHead(nn.Module):
         xavier_(self.conv, gain=1e-5)
 
     def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
-        h = self.conv(F.silu(self.bn(fold(h_seq))))
-        r = F.conv2d(h, self.temporal_conv.weight.squeeze(-1), self.temporal_conv.bias, padding=1)
-        h = h + F.silu(self.temporal_bn(r))
-        return self.readout(unfold(h, h_seq.shape[0]))
+        T = h_seq.shape[0]
+        h = unfold(self.conv(F.silu(self.bn(fold(h_seq)))), T)
+        r = self.temporal_conv(h.permute(1, 2, 3, 4, 0)).permute(4, 0, 1, 2, 3)
+        h = h + unfold(F.silu(self.temporal_bn(fold(r))), T)
+        return self.readout(h)
 
 
 class SpikingUNet(nn.Module):

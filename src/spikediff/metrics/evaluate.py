@@ -1,0 +1,79 @@
+"""Evaluate generated images against a dataset: FID, KID, IS (or its classifier analogue) and
+precision/recall, with the protocol recorded next to the numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from spikediff.metrics.extractors import make_extractor
+from spikediff.metrics.reference import reference_stats
+from spikediff.metrics.scores import frechet_distance, gaussian_stats, inception_score, kid, precision_recall
+
+
+def load_images(path: str | Path) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` from a ``.npz`` (key ``images`` or ``arr_0``, NHWC) or a folder of PNGs."""
+    path = Path(path)
+    if path.is_dir() and (path / "samples.npz").is_file():
+        path = path / "samples.npz"
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            key = "images" if "images" in data.files else "arr_0"
+            if key not in data.files:
+                raise ValueError(f"{path} has no 'images' or 'arr_0' array")
+            arr = data[key]
+        if arr.ndim == 3:
+            arr = arr[..., None]
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).to(torch.uint8)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png" and p.name != "grid.png")
+        if not files:
+            raise FileNotFoundError(f"{path} holds no samples.npz and no PNG images")
+        arrays = [np.asarray(Image.open(f)) for f in files]
+        arr = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
+        return torch.from_numpy(arr.transpose(0, 3, 1, 2).copy())
+    raise FileNotFoundError(f"{path}: expected a .npz file or a directory of samples")
+
+
+def evaluate_images(
+    images: torch.Tensor, dataset: str, features: str = "classifier", split: str = "train",
+    inception_weights: str | Path | None = None, data_dir: str | Path | None = None, kid_subset: int = 1000,
+    progress: bool = False,
+) -> dict:
+    """Scores of ``images`` (uint8 ``[N, C, H, W]``) against ``dataset``'s ``split``.
+
+    The FID label names the extractor — "FID (fmnist-classifier)" is never Inception FID.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected uint8 images [N, C, H, W], got {tuple(images.shape)} {images.dtype}")
+    extractor = make_extractor(features, dataset, inception_weights)
+    image_size = images.shape[-1]
+    ref = reference_stats(extractor, dataset, split, image_size, data_dir, progress)
+    feats, logits = extractor(images, progress=progress)
+    mu, sigma = gaussian_stats(feats)
+    kid_mean, kid_std = kid(ref["features"], feats, subset_size=min(kid_subset, len(feats)))
+    is_mean, is_std = inception_score(logits)
+    precision, recall = precision_recall(ref["features"], feats)
+    label = extractor.name
+    return {
+        "scores": {
+            f"FID ({label})": frechet_distance(ref["mu"], ref["sigma"], mu, sigma),
+            f"KID ({label})": kid_mean,
+            f"KID std ({label})": kid_std,
+            f"IS ({label})": is_mean,
+            f"IS std ({label})": is_std,
+            f"precision ({label}, k=3)": precision,
+            f"recall ({label}, k=3)": recall,
+        },
+        "protocol": {
+            **extractor.describe(),
+            "num_samples": len(images),
+            "sample_size": f"{images.shape[1]}x{image_size}x{image_size}",
+            "reference": f"{dataset} {split} split (FID statistics over all of it; KID and precision/recall "
+                         f"over {len(ref['features'])} of its images)",
+            "kid": f"unbiased MMD^2, cubic polynomial kernel, 100 subsets of {min(kid_subset, len(feats))}",
+        },
+    }
