@@ -111,7 +111,7 @@ def write_idx(path, array: np.ndarray) -> None:
 def small_fmnist_dir(tmp_path, monkeypatch):
     """A 64-image Fashion-MNIST in its own folder, so the whole evaluation runs on it quickly."""
     images, labels = load_mnist_like("fmnist", "train")
-    for split, prefix in (("train", "train"), ("test", "t10k")):
+    for prefix in ("train", "t10k"):
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images[:64])
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[:64])
     monkeypatch.setenv("SPIKEDIFF_CACHE", str(tmp_path / "cache"))

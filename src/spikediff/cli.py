@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -124,6 +125,50 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _evaluate_and_report(images, args, Path(args.out) if args.out else default, {"samples": str(src)})
 
 
+def cmd_energy(args: argparse.Namespace) -> None:
+    from spikediff.data import batch_transform, load_dataset
+    from spikediff.diffusion import NoiseSchedule
+    from spikediff.energy import ENERGY_MODELS, measure_energy
+    from spikediff.energy.plots import plot_energy_by_layer, plot_firing_rates
+    from spikediff.energy.report import ann_twin_report
+
+    if args.preset:
+        config, model, label = get_preset(args.preset), checkpoint.build(args.preset), f"{args.preset} (untrained)"
+        out = Path(args.out or f"energy-{args.preset}")
+    elif args.target:
+        config, model, label = checkpoint.load_config(args.target), checkpoint.load(args.target), str(args.target)
+        out = Path(args.out or Path(args.target) / "energy")
+    else:
+        raise ValueError("energy needs a checkpoint directory or --preset NAME")
+    data_cfg = replace(config.data, dataset=args.dataset) if args.dataset else config.data
+    dataset = load_dataset(data_cfg, config.model.image_size, "test", args.data_dir)
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[: args.num_images]
+    x0 = batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size, False)
+    ts = [int(t) for t in args.t.split(",")]
+    energy_model = ENERGY_MODELS[args.energy_model]
+    report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label)
+    result = {"report": report.to_dict(), "sampling_steps": args.steps,
+              "energy_per_image_mj": report.per_image_mj(args.steps),
+              "inputs": f"{len(x0)} {data_cfg.dataset} test images noised to t in {ts}"}
+    print(f"{'layer':<28} {'input':<6} {'rate':>6} {'MMAC':>9} {'MAC':>10} {'AC':>10} {'nJ':>9}")
+    for layer in report.layers:
+        print(f"{layer.name:<28} {layer.input:<6} {layer.firing_rate:>6.3f} {layer.dense_macs / 1e6:>9.2f} "
+              f"{layer.macs / 1e6:>9.2f}M {layer.acs / 1e6:>9.2f}M {layer.energy_pj / 1e3:>9.2f}")
+    print(f"{label}: {report.macs / 1e9:.4f} GMAC + {report.acs / 1e9:.4f} GAC = {report.energy_mj:.4f} mJ per "
+          f"evaluation ({energy_model.name}); {report.per_image_mj(args.steps):.3f} mJ per image at {args.steps} steps")
+    if config.model.arch != "ann_unet" and not args.no_ann:
+        ann = ann_twin_report(config, x0, ts, energy_model)
+        result["ann_twin"] = ann.to_dict()
+        result["snn_over_ann"] = report.energy_mj / ann.energy_mj
+        print(f"{ann.model}: {ann.macs / 1e9:.4f} GMAC = {ann.energy_mj:.4f} mJ per evaluation; "
+              f"SNN / ANN energy = {result['snn_over_ann']:.3f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "energy.json").write_text(json.dumps(result, indent=2))
+    plot_energy_by_layer(report, out / "energy_by_layer.png")
+    plot_firing_rates(report, out / "firing_rates.png")
+    print(f"wrote {out / 'energy.json'}, energy_by_layer.png, firing_rates.png")
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
     from spikediff.convert.sddpm import import_sddpm
 
@@ -213,6 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_classifier)
+
+    p = sub.add_parser("energy", help="per-layer MAC/AC counts, firing rates and energy; SNN vs ANN twin")
+    p.add_argument("target", nargs="?", help="checkpoint or run directory")
+    p.add_argument("--preset", help="measure an untrained preset instead of a checkpoint")
+    p.add_argument("--dataset", help="images whose noisy versions drive the network (default: the config's)")
+    p.add_argument("--t", default="0,250,500,999", help="diffusion steps at which firing rates are measured")
+    p.add_argument("--num-images", type=int, default=32)
+    p.add_argument("--steps", type=int, default=1000, help="sampler steps, for the energy per generated image")
+    p.add_argument("--energy-model", default="45nm-fp32", choices=["45nm-fp32", "45nm-fp16", "45nm-int8"])
+    p.add_argument("--no-ann", action="store_true", help="skip the ANN twin comparison")
+    p.add_argument("--out", help="output directory (default: CKPT_DIR/energy or ./energy-PRESET)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_energy)
 
     p = sub.add_parser("convert", help="import another codebase's checkpoint")
     conv = p.add_subparsers(dest="source", required=True)

@@ -1,0 +1,130 @@
+"""Energy reports: per-layer MACs, ACs, firing rates by diffusion step, energy per evaluation and
+per generated image, for any backbone; and the SNN / ANN comparison."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from spikediff.diffusion import NoiseSchedule, q_sample
+from spikediff.energy.counter import OpCounter
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Energy per operation in picojoules (Horowitz, ISSCC 2014, 45 nm)."""
+
+    name: str
+    e_mac_pj: float
+    e_ac_pj: float
+
+
+ENERGY_MODELS = {
+    "45nm-fp32": EnergyModel("45nm-fp32", 4.6, 0.9),  # fp32 mult 3.7 + add 0.9; the papers' constants
+    "45nm-fp16": EnergyModel("45nm-fp16", 1.5, 0.4),  # fp16 mult 1.1 + add 0.4
+    "45nm-int8": EnergyModel("45nm-int8", 0.23, 0.03),  # int8 mult 0.2 + add 0.03
+}
+
+
+@dataclass
+class LayerEnergy:
+    name: str
+    kind: str
+    input: str  # "spikes" (AC) or "real" (MAC)
+    dense_macs: float  # per image and network evaluation, over all spiking steps
+    firing_rate: float  # mean over the measured diffusion steps (1.0 for real inputs)
+    firing_rate_by_t: dict[int, float]
+    macs: float
+    acs: float
+    energy_pj: float
+
+
+@dataclass
+class EnergyReport:
+    model: str
+    energy_model: EnergyModel
+    diffusion_steps_measured: list[int]
+    num_images: int
+    layers: list[LayerEnergy] = field(default_factory=list)
+
+    @property
+    def macs(self) -> float:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def acs(self) -> float:
+        return sum(layer.acs for layer in self.layers)
+
+    @property
+    def energy_mj(self) -> float:
+        """Per image and network evaluation, in millijoules."""
+        return sum(layer.energy_pj for layer in self.layers) * 1e-9
+
+    def per_image_mj(self, sampling_steps: int) -> float:
+        """Energy to generate one image with ``sampling_steps`` network evaluations."""
+        return self.energy_mj * sampling_steps
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "energy_model": asdict(self.energy_model),
+            "diffusion_steps_measured": self.diffusion_steps_measured,
+            "num_images": self.num_images,
+            "totals_per_evaluation": {"macs": self.macs, "acs": self.acs, "energy_mj": self.energy_mj},
+            "layers": [asdict(layer) for layer in self.layers],
+        }
+
+
+@torch.no_grad()
+def measure_energy(
+    model: nn.Module,
+    x0: torch.Tensor,
+    ts: list[int],
+    schedule: NoiseSchedule | None = None,
+    energy_model: EnergyModel = ENERGY_MODELS["45nm-fp32"],
+    name: str = "model",
+    seed: int = 0,
+) -> EnergyReport:
+    """Run ``model`` on ``x0`` noised to each diffusion step in ``ts`` (eval mode) and count.
+
+    Firing rates depend on t, so they are measured per t on noisy real images; the per-evaluation
+    totals average over the given ts.
+    """
+    schedule = schedule or NoiseSchedule.linear()
+    model.eval()
+    batch = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0)
+    per_t = {}
+    for t in ts:
+        t_batch = torch.full((batch,), t, dtype=torch.long, device=x0.device)
+        with OpCounter(model) as counter:
+            model(q_sample(schedule, x0, t_batch, noise), t_batch)
+        per_t[t] = counter.layers
+    report = EnergyReport(name, energy_model, list(ts), batch)
+    for layer_name, first in per_t[ts[0]].items():
+        records = [per_t[t][layer_name] for t in ts]
+        spikes = all(r.spike_input for r in records)
+        dense = sum(r.dense_macs for r in records) / len(ts) / batch
+        rates = {t: (r.firing_rate if spikes else 1.0) for t, r in zip(ts, records, strict=True)}
+        rate = sum(rates.values()) / len(rates)
+        macs, acs = (0.0, rate * dense) if spikes else (dense, 0.0)
+        report.layers.append(LayerEnergy(
+            name=layer_name, kind=first.kind, input="spikes" if spikes else "real", dense_macs=dense,
+            firing_rate=rate, firing_rate_by_t=rates, macs=macs, acs=acs,
+            energy_pj=macs * energy_model.e_mac_pj + acs * energy_model.e_ac_pj,
+        ))
+    return report
+
+
+def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel) -> EnergyReport:
+    """The report of ``config``'s ANN twin (same U-Net sizes, ``ann_unet``). An ANN costs dense MACs
+    whatever its weights, so an untrained twin gives its energy exactly."""
+    from dataclasses import replace
+
+    from spikediff.models import build_model
+
+    twin = build_model(replace(config.model, arch="ann_unet"), config.diffusion.num_steps).to(x0.device)
+    return measure_energy(twin, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model,
+                          name=f"ANN twin ({config.name})")
