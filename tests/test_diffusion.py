@@ -8,10 +8,13 @@ import torch
 from spikediff.diffusion import (
     NoiseSchedule,
     diffusion_loss,
+    estimate_gamma,
     q_sample,
     respaced_coefficients,
+    sample_analytic_dpm,
     sample_ddim,
     sample_ddpm,
+    sample_dpm_solver_pp,
     sampling_timesteps,
     to_x0_eps,
     training_target,
@@ -109,6 +112,7 @@ def _moments(x: torch.Tensor) -> tuple[float, float]:
         (sample_ddim, {"steps": 250, "eta": 1.0}),
         (sample_ddpm, {"steps": 1000, "variance": "fixedlarge"}),
         (sample_ddpm, {"steps": 1000, "variance": "fixedsmall"}),
+        (sample_dpm_solver_pp, {"steps": 100}),
     ],
 )
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -154,7 +158,7 @@ def test_respaced_ddpm_with_all_steps_equals_textbook_ddpm():
     torch.testing.assert_close(ours, x, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("sampler", [sample_ddpm, sample_ddim])
+@pytest.mark.parametrize("sampler", [sample_ddpm, sample_ddim, sample_dpm_solver_pp, sample_analytic_dpm])
 @pytest.mark.parametrize("steps", [1, 10, 37])
 def test_samplers_call_the_model_once_per_step(sampler, steps):
     sch = NoiseSchedule.linear()
@@ -164,7 +168,8 @@ def test_samplers_call_the_model_once_per_step(sampler, steps):
         calls.append(int(t[0]))
         return torch.zeros_like(x)
 
-    sampler(model_fn, sch, torch.randn(2, 1, 2, 2), steps, callback=lambda i, t, x: seen.append(i))
+    extra = {"gamma": [0.5] * steps} if sampler is sample_analytic_dpm else {}
+    sampler(model_fn, sch, torch.randn(2, 1, 2, 2), steps, callback=lambda i, t, x: seen.append(i), **extra)
     assert calls == sampling_timesteps(1000, steps)
     assert seen == list(range(steps))
 
@@ -176,3 +181,28 @@ def test_ddim_eta0_is_deterministic_and_clips():
     b = sample_ddim(gaussian_oracle(sch), sch, noise * 5, 20)
     assert torch.equal(a, b)
     assert a.abs().max() <= 1.0 + 1e-6
+
+
+def test_analytic_dpm_recovers_gaussian_data_in_few_steps():
+    """With few steps both DDPM variances miss the data spread (test above); Analytic-DPM's does not."""
+    sch = NoiseSchedule.linear()
+    data = MU + STD * torch.randn(2000, 1, 2, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for steps in (20, 50):
+        ts = sampling_timesteps(1000, steps)
+        gamma = estimate_gamma(gaussian_oracle(sch), sch, data, ts, generator=torch.Generator().manual_seed(0))
+        assert all(0 < g < 1.05 for g in gamma)  # E||E[eps | x_t]||^2 / d <= 1, up to Monte-Carlo noise
+        gen = torch.Generator().manual_seed(1)
+        noise = torch.randn(4000, 1, 2, 2, generator=gen, dtype=torch.float64)
+        out = sample_analytic_dpm(gaussian_oracle(sch), sch, noise, steps, gen, gamma=gamma, clip_denoised=False)
+        mean, std = _moments(out)
+        assert mean == pytest.approx(MU, abs=0.02)
+        assert std == pytest.approx(STD, rel=0.02)
+
+
+def test_dpm_solver_pp_converges_faster_than_ddim():
+    sch = NoiseSchedule.linear()
+    noise = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    oracle = gaussian_oracle(sch)
+    err_dpm = abs(sample_dpm_solver_pp(oracle, sch, noise, 50, clip_denoised=False).std().item() - STD)
+    err_ddim = abs(sample_ddim(oracle, sch, noise, 50, clip_denoised=False).std().item() - STD)
+    assert err_dpm < 0.5 * err_ddim

@@ -3,9 +3,13 @@
 from spikediff.diffusion.objectives import PREDICTIONS, diffusion_loss, q_sample, to_x0_eps, training_target
 from spikediff.diffusion.samplers import (
     SAMPLERS,
+    analytic_variances,
+    estimate_gamma,
     respaced_coefficients,
+    sample_analytic_dpm,
     sample_ddim,
     sample_ddpm,
+    sample_dpm_solver_pp,
     sampling_timesteps,
 )
 from spikediff.diffusion.schedule import NoiseSchedule
@@ -13,6 +17,10 @@ from spikediff.diffusion.schedule import NoiseSchedule
 __all__ = [
     "PREDICTIONS",
     "SAMPLERS",
+    "analytic_variances",
+    "estimate_gamma",
+    "sample_analytic_dpm",
+    "sample_dpm_solver_pp",
     "NoiseSchedule",
     "diffusion_loss",
     "q_sample",
