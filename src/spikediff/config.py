@@ -80,6 +80,7 @@ class TrainConfig:
     ema_decay: float | None = None
     total_steps: int = 500_000
     seed: int = 0
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast: convs in bfloat16, neuron membranes in fp32)
     log_every: int = 10  # steps between JSONL log lines
     save_every: int = 5000  # steps between checkpoints (and one at the end, always)
     sample_every: int = 5000  # steps between sample grids; 0 = never

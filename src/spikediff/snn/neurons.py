@@ -68,6 +68,10 @@ class SpikingNeuron(nn.Module):
         self.v_threshold = float(self.params.v_threshold)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        # Membranes integrate in fp32 even under bf16 autocast: a bf16 membrane (8-bit mantissa)
+        # would flip spikes near the threshold; the spikes themselves are exact in any dtype.
+        if x_seq.dtype in (torch.float16, torch.bfloat16):
+            return self.dynamics(x_seq.float(), self.params, self.v_threshold).to(x_seq.dtype)
         return self.dynamics(x_seq, self.params, self.v_threshold)
 
     def extra_repr(self) -> str:

@@ -7,6 +7,7 @@ data and noise an uninterrupted one would have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -60,6 +61,16 @@ class BatchStream:
 def lr_factor(step: int, warmup_steps: int) -> float:
     """Linear warmup from ~0 to 1 over ``warmup_steps`` (the reference defines this but never applies it)."""
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def precision_context(precision: str, device: torch.device):
+    """Autocast for ``"bf16"`` (1.7x faster training on this project's AVX512-BF16 CPU, measured in
+    benchmarks/), a no-op for ``"fp32"``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision {precision!r}; expected 'fp32' or 'bf16'")
 
 
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
@@ -146,6 +157,7 @@ def train(
         model.train()
 
     schedule = NoiseSchedule.from_config(config.diffusion)
+    autocast = precision_context(t.precision, device)
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
     bar = tqdm(total=t.total_steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
     loss_value, rate, step, stopped_early = float("nan"), 0.0, start, False
@@ -157,7 +169,8 @@ def train(
             gen = torch.Generator(device).manual_seed(_step_seed(t.seed, step, 3))
             flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
             x0 = batch_transform(batches(step), config.model.image_size, config.data.random_flip, flip_gen)
-            loss = diffusion_loss(model, schedule, x0.to(device), config.diffusion.prediction, gen)
+            with autocast:
+                loss = diffusion_loss(model, schedule, x0.to(device), config.diffusion.prediction, gen)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out_dir / RUN_CHECKPOINT}"
