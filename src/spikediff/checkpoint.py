@@ -101,8 +101,14 @@ def load_config(directory: str | Path) -> Config:
         raise CheckpointError(f"{path} is not a valid spikediff config: {exc}") from exc
 
 
-def load_weights(model: nn.Module, path: Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load a safetensors file into ``model``; a corrupt file or a mismatch is a ``CheckpointError``."""
+def load_weights(
+    model: nn.Module, path: Path, map_location: str | torch.device = "cpu", missing_ok: tuple[str, ...] = ()
+) -> nn.Module:
+    """Load a safetensors file into ``model``; a corrupt file or a mismatch is a ``CheckpointError``.
+
+    Parameters whose names end with one of ``missing_ok`` may be absent from the file and keep their
+    initial values: that is how a plain Spiking U-Net starts a TSM model (``tsm_p`` = 1).
+    """
     if not path.is_file():
         raise CheckpointError(f"{path.parent} has no {path.name}")
     try:
@@ -110,9 +116,15 @@ def load_weights(model: nn.Module, path: Path, map_location: str | torch.device 
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} is corrupt or truncated ({exc}); restore it or retrain") from exc
     try:
-        model.load_state_dict(state)
+        result = model.load_state_dict(state, strict=not missing_ok)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match its config.json: {exc}") from exc
+        raise CheckpointError(f"{path} does not match the model's config: {exc}") from exc
+    if missing_ok:
+        missing = [k for k in result.missing_keys if not k.endswith(missing_ok)]
+        if missing or result.unexpected_keys:
+            unexpected = result.unexpected_keys[:5]
+            raise CheckpointError(f"{path} does not match the model's config: missing {missing[:5]}, "
+                                  f"unexpected {unexpected}")
     return model
 
 

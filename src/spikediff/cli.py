@@ -79,14 +79,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
     config = checkpoint.load_config(args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
-    extra = {"eta": args.eta} if args.sampler == "ddim" else {"variance": args.variance}
+    extra = _sampler_options(args, model, config)
     batches = -(-args.num // args.batch_size)
     with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress) as bar:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
-                          on_step=bar.update, **extra)
+                          on_step=bar.update, threshold=args.threshold, **extra)
     save_samples(images, out, individual=not args.no_png)
+    shown = {k: v for k, v in extra.items() if k != "gamma"}
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
-            "seed": args.seed, "ema": args.ema, **extra}
+            "seed": args.seed, "ema": args.ema, "threshold": args.threshold, **shown}
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
     if args.evaluate:
@@ -169,11 +170,74 @@ def cmd_energy(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'energy.json'}, energy_by_layer.png, firing_rates.png")
 
 
-def cmd_convert(args: argparse.Namespace) -> None:
-    from spikediff.convert.sddpm import import_sddpm
+def _sampler_options(args: argparse.Namespace, model: torch.nn.Module, config: Config) -> dict:
+    """The keyword arguments of the chosen sampler (Analytic-DPM's gamma estimated once and cached)."""
+    if args.sampler == "ddim":
+        return {"eta": args.eta}
+    if args.sampler == "ddpm":
+        return {"variance": args.variance}
+    if args.sampler == "analytic-dpm":
+        from spikediff.sample import analytic_gamma
 
-    out = import_sddpm(args.input, args.out_dir, spike_steps=args.spike_steps, image_size=args.image_size,
-                       base_preset=args.preset, key=args.key, overwrite=args.overwrite)
+        cache = checkpoint.resolve(args.checkpoint) if Path(args.checkpoint).exists() else None
+        return {"gamma": analytic_gamma(model, config, args.steps, cache, threshold=args.threshold,
+                                        data_dir=args.data_dir)}
+    return {}
+
+
+def _parse_range(text: str) -> list[float]:
+    """``a:b:step`` (inclusive) or ``a,b,c``."""
+    if ":" in text:
+        start, stop, step = (float(v) for v in text.split(":"))
+        n = int(round((stop - start) / step)) + 1
+        return [round(start + i * step, 10) for i in range(n)]
+    return [float(v) for v in text.split(",")]
+
+
+def cmd_tg_sweep(args: argparse.Namespace) -> None:
+    from spikediff.metrics import evaluate_images
+    from spikediff.sample import generate
+
+    config = checkpoint.load_config(args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = checkpoint.load(args.checkpoint, map_location=device)
+    dataset = args.dataset or config.data.dataset
+    rows = []
+    for threshold in _parse_range(args.thresholds):
+        args.threshold = threshold
+        images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
+                          threshold=threshold, **_sampler_options(args, model, config))
+        result = evaluate_images(images, dataset, args.features, args.split, args.inception_weights, args.data_dir)
+        scores = result["scores"]
+        rows.append({"threshold": threshold, **scores})
+        fid_key = next(k for k in scores if k.startswith("FID"))
+        print(f"threshold {threshold:.4f}: {fid_key} = {scores[fid_key]:.4f}", flush=True)
+    fid_key = next(k for k in rows[0] if k.startswith("FID"))
+    base = next((r[fid_key] for r in rows if r["threshold"] == 1.0), None)
+    print(f"\n{'threshold':>9}  {fid_key:>24}  {'change vs 1.0':>13}  precision  recall")
+    for r in rows:
+        change = f"{(r[fid_key] - base) / base * 100:+.1f}%" if base else "n/a"
+        prec = next(v for k, v in r.items() if k.startswith("precision"))
+        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        print(f"{r['threshold']:>9.4f}  {r[fid_key]:>24.4f}  {change:>13}  {prec:9.3f}  {rec:6.3f}")
+    out = Path(args.out) if args.out else checkpoint.resolve(args.checkpoint).parent / "tg_sweep.json"
+    protocol = {"num": args.num, "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+                "features": args.features, "checkpoint": str(args.checkpoint)}
+    out.write_text(json.dumps({"protocol": protocol, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    if args.source == "sddpm":
+        from spikediff.convert.sddpm import import_sddpm
+
+        out = import_sddpm(args.input, args.out_dir, spike_steps=args.spike_steps, image_size=args.image_size,
+                           base_preset=args.preset, key=args.key, overwrite=args.overwrite)
+    else:
+        from spikediff.convert.sdm import import_sdm
+
+        out = import_sdm(args.input, args.out_dir, image_size=args.image_size, base_preset=args.preset,
+                         key=args.key, overwrite=args.overwrite)
     print(f"imported {args.input} -> {out}")
 
 
@@ -185,6 +249,17 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
                                   progress=not args.no_progress)
     save_classifier(model, out)
     print(f"{args.dataset} classifier: test accuracy {acc:.4f}; weights written to {out}")
+
+
+def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++", "analytic-dpm"], default="ddim")
+    p.add_argument("--steps", type=int, default=50, help="number of network evaluations")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--variance", choices=["fixedlarge", "fixedsmall"], default="fixedlarge", help="DDPM variance")
+    p.add_argument("--threshold", type=float, default=1.0,
+                   help="threshold guidance: scale every neuron's threshold at sampling (0.997 = SDDPM's best)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
 
 
 def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
@@ -227,12 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint or run directory")
     p.add_argument("--out", required=True)
     p.add_argument("--num", type=int, default=64)
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    p.add_argument("--steps", type=int, default=50, help="number of network evaluations")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
-    p.add_argument("--variance", choices=["fixedlarge", "fixedsmall"], default="fixedlarge", help="DDPM variance")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    _add_sampler_args(p)
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
     p.add_argument("--device")
     p.add_argument("--no-png", action="store_true", help="write only samples.npz and grid.png")
@@ -241,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate", action="store_true", help="then score the samples (see `evaluate`)")
     _add_metric_args(p, dataset_required=False)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("tg-sweep", help="threshold guidance: sample and score each threshold, one seed set")
+    p.add_argument("checkpoint", help="checkpoint or run directory")
+    p.add_argument("--thresholds", default="0.995:1.005:0.001", help="start:stop:step (inclusive) or a,b,c")
+    p.add_argument("--num", type=int, default=1000)
+    p.add_argument("--out", help="JSON file (default: tg_sweep.json beside the checkpoint)")
+    p.add_argument("--device")
+    _add_sampler_args(p)
+    _add_metric_args(p, dataset_required=False)
+    p.set_defaults(func=cmd_tg_sweep)
 
     p = sub.add_parser("evaluate", help="FID, KID, IS and precision/recall of generated images")
     p.add_argument("samples", help="a samples.npz (NHWC uint8) or a directory of PNGs / holding samples.npz")
@@ -281,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=32)
     s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
     s.add_argument("--key", default="net_model", help="entry of the file to import (e.g. ema_model)")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_convert)
+    s = conv.add_parser("sdm", help="a reference SDM TSM (AndyCao1125/SDM) .pt file; T is read off it")
+    s.add_argument("input", help="torch file holding {'net_model': state_dict} with tsmconv/tsmp names")
+    s.add_argument("out_dir")
+    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
+    s.add_argument("--key", default="net_model")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_convert)
     return parser

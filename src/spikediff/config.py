@@ -46,6 +46,8 @@ class ModelConfig:
     spike_steps: int = 4  # spiking_unet: the papers' T
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     membrane_decay: float = 0.8  # spiking_unet: decay of the membrane output layer
+    readout: str = "membrane"  # spiking_unet: "membrane" (SDDPM) | "mean" over T (FSDDIM-style)
+    tsm: bool = False  # spiking_unet: SDM's Temporal-wise Spiking Mechanism (per-step scale on each Conv2d)
 
 
 @dataclass(frozen=True)

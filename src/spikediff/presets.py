@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from spikediff.config import Config, DataConfig, DiffusionConfig, ModelConfig, TrainConfig
+from spikediff.config import Config, DataConfig, DiffusionConfig, ModelConfig, NeuronConfig, TrainConfig
 
 _SDDPM = ModelConfig(arch="spiking_unet", ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2, spike_steps=4)
 _PAPER_TRAIN = TrainConfig(batch_size=128, lr=2e-4, grad_clip=1.0, total_steps=500_000)
@@ -31,6 +31,9 @@ def _paper(name: str, dataset: str, flip: bool, **model) -> Config:
     )
 
 
+_SMALL_SNN = ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL)
+_FMNIST = DataConfig(dataset="fmnist", random_flip=False)
+
 PRESETS: dict[str, Config] = {
     "sddpm-cifar10": _paper("sddpm-cifar10", "cifar10", True),
     "sddpm-cifar10-t8": _paper("sddpm-cifar10-t8", "cifar10", True, spike_steps=8),
@@ -39,17 +42,25 @@ PRESETS: dict[str, Config] = {
     "sddpm-celeba": _paper("sddpm-celeba", "celeba", True, image_size=64),
     "sddpm-lsun-bedroom": _paper("sddpm-lsun-bedroom", "lsun-bedroom", True, image_size=64),
     "ddpm-cifar10": _paper("ddpm-cifar10", "cifar10", True, arch="ann_unet"),
-    "fmnist-snn-small": Config(
-        name="fmnist-snn-small",
-        model=ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL),
-        data=DataConfig(dataset="fmnist", random_flip=False),
+    # SDM: TSM fine-tuning of a trained Spiking U-Net (train --init-from the plain checkpoint).
+    "sdm-tsm-cifar10-t8": _paper("sdm-tsm-cifar10-t8", "cifar10", True, spike_steps=8, tsm=True),
+    "fmnist-snn-small": Config(name="fmnist-snn-small", model=_SMALL_SNN, data=_FMNIST, train=_SMALL_TRAIN),
+    "fmnist-snn-small-tsm": Config(
+        name="fmnist-snn-small-tsm",
+        model=replace(_SMALL_SNN, tsm=True),
+        data=_FMNIST,
+        train=replace(_SMALL_TRAIN, lr=2e-4, warmup_steps=0, total_steps=500),
+    ),
+    # FSDDIM-style options (SPEC §5): LIF neurons, mean-over-T readout, v-prediction, cosine schedule.
+    "fmnist-snn-small-fsddim": Config(
+        name="fmnist-snn-small-fsddim",
+        model=replace(_SMALL_SNN, neuron=NeuronConfig(kind="lif", tau=2.0), readout="mean"),
+        diffusion=DiffusionConfig(schedule="cosine", prediction="v"),
+        data=_FMNIST,
         train=_SMALL_TRAIN,
     ),
     "fmnist-ann-small": Config(
-        name="fmnist-ann-small",
-        model=ModelConfig(arch="ann_unet", **_SMALL),
-        data=DataConfig(dataset="fmnist", random_flip=False),
-        train=_SMALL_TRAIN,
+        name="fmnist-ann-small", model=ModelConfig(arch="ann_unet", **_SMALL), data=_FMNIST, train=_SMALL_TRAIN
     ),
 }
 
@@ -61,7 +72,10 @@ DESCRIPTIONS: dict[str, str] = {
     "sddpm-celeba": "SDDPM paper, CelebA 64x64, T=4",
     "sddpm-lsun-bedroom": "SDDPM paper, LSUN bedroom 64x64, T=4",
     "ddpm-cifar10": "ANN twin of sddpm-cifar10: DDPM U-Net, GroupNorm+Swish, middle attention (67,602,691)",
+    "sdm-tsm-cifar10-t8": "SDM: Spiking U-Net T=8 with TSM, fine-tuned from a plain sddpm model (--init-from)",
     "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST (ch 32, [1,2,2], 1 res block, T=4)",
+    "fmnist-snn-small-tsm": "fmnist-snn-small with SDM's TSM, to fine-tune from a fmnist-snn-small run (--init-from)",
+    "fmnist-snn-small-fsddim": "fmnist-snn-small with FSDDIM's options: LIF, mean over T, v-prediction, cosine",
     "fmnist-ann-small": "ANN twin of fmnist-snn-small",
 }
 

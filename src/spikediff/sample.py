@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,10 @@ from PIL import Image
 from torch import nn
 
 from spikediff.config import Config
-from spikediff.diffusion import SAMPLERS, NoiseSchedule
+from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sampling_timesteps
+from spikediff.snn import threshold_scale
+
+GAMMA_FILE = "analytic_gamma.json"
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -31,6 +35,7 @@ def generate(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     on_step: Callable[[int], None] | None = None,
+    threshold: float = 1.0,
     **sampler_kwargs,
 ) -> torch.Tensor:
     """``num`` images as uint8 ``[N, C, H, W]``.
@@ -38,6 +43,7 @@ def generate(
     The initial noise of every image comes from one generator seeded with ``seed``, so image ``i``
     starts from the same noise whatever the batch size. ``on_step`` is called after every network
     evaluation (for progress bars). The model is put in eval mode (BatchNorm running statistics).
+    ``threshold`` scales every neuron's threshold during sampling only (threshold guidance).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
@@ -49,19 +55,54 @@ def generate(
     noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=gen)
     callback = (lambda i, t, x: on_step(1)) if on_step else None
     out = []
-    for start in range(0, num, batch_size):
-        x = SAMPLERS[sampler](
-            model,
-            schedule,
-            noise[start : start + batch_size].to(device),
-            steps,
-            generator=gen,
-            prediction=config.diffusion.prediction,
-            callback=callback,
-            **sampler_kwargs,
-        )
-        out.append(to_uint8(x).cpu())
+    with threshold_scale(model, threshold):
+        for start in range(0, num, batch_size):
+            x = SAMPLERS[sampler](
+                model,
+                schedule,
+                noise[start : start + batch_size].to(device),
+                steps,
+                generator=gen,
+                prediction=config.diffusion.prediction,
+                callback=callback,
+                **sampler_kwargs,
+            )
+            out.append(to_uint8(x).cpu())
     return torch.cat(out)
+
+
+def analytic_gamma(
+    model: nn.Module, config: Config, steps: int, cache_dir: str | Path | None = None, num_images: int = 256,
+    threshold: float = 1.0, data_dir: str | Path | None = None, seed: int = 0,
+) -> list[float]:
+    """Analytic-DPM's ``E ||eps_theta(x_t, t)||^2 / d`` at the ``steps`` sampling steps, estimated on
+    ``num_images`` training images and cached per step in ``cache_dir/analytic_gamma.json`` (it
+    depends on the weights and on the threshold, so the cache lives with the checkpoint, keyed by
+    threshold)."""
+    from spikediff.data import batch_transform, load_dataset
+
+    ts = sampling_timesteps(config.diffusion.num_steps, steps)
+    path = Path(cache_dir) / GAMMA_FILE if cache_dir else None
+    cache = json.loads(path.read_text()) if path and path.is_file() else {}
+    key = f"threshold={threshold}, images={num_images}, seed={seed}"
+    known = cache.setdefault(key, {})
+    todo = [t for t in ts if str(t) not in known]
+    if todo:
+        device = next(model.parameters()).device
+        dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
+        pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
+        x0 = batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size, False)
+        model.eval()
+        gen = torch.Generator().manual_seed(seed)
+        schedule = NoiseSchedule.from_config(config.diffusion)
+        with threshold_scale(model, threshold):
+            for t in todo:
+                values = [estimate_gamma(model, schedule, x0[i : i + 64].to(device), [t], config.diffusion.prediction,
+                                         gen)[0] for i in range(0, len(x0), 64)]
+                known[str(t)] = sum(values) / len(values)
+        if path:
+            path.write_text(json.dumps(cache, indent=1))
+    return [known[str(t)] for t in ts]
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:

@@ -7,9 +7,15 @@ decodes the sequence with a membrane output layer ``sum_t decay^(T-1-t) h_t``.
 
 Initialisation follows the reference code where SPEC's one-line summary is coarser: the stem's
 second conv and the head's Conv3d keep PyTorch's default init there, everything else is Xavier.
+
+Options beyond SDDPM: ``tsm`` (SDM's Temporal-wise Spiking Mechanism: every Conv2d scales its
+output at spiking step t by a learnable ``tsm_p[t]``, initialised to 1, so a plain checkpoint loads
+into it unchanged) and ``readout="mean"`` (average over T instead of the membrane output layer).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -20,15 +26,35 @@ from spikediff.models.layers import TimeEmbedding, fold, unfold, xavier_
 from spikediff.snn import make_neuron
 
 
+class TSMConv2d(nn.Conv2d):
+    """A Conv2d on folded ``[T*B, ...]`` input whose output at spiking step t is scaled by
+    ``tsm_p[t]`` before BatchNorm (SDM's TSM). Its weights keep the plain Conv2d names."""
+
+    def __init__(self, *args, spike_steps: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tsm_p = nn.Parameter(torch.ones(spike_steps))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = unfold(super().forward(x), self.tsm_p.shape[0])
+        return fold(y * self.tsm_p.view(-1, 1, 1, 1, 1))
+
+
+def conv_factory(config: ModelConfig):
+    """``nn.Conv2d``, or ``TSMConv2d`` when ``config.tsm`` is set, with the same arguments."""
+    if config.tsm:
+        return partial(TSMConv2d, spike_steps=config.spike_steps)
+    return nn.Conv2d
+
+
 class SpikingStem(nn.Module):
     """Conv3x3 -> BN -> neuron -> Conv3x3 -> BN on the repeated image; its output is the first skip."""
 
-    def __init__(self, img_ch: int, ch: int, neuron: nn.Module) -> None:
+    def __init__(self, img_ch: int, ch: int, neuron: nn.Module, conv=nn.Conv2d) -> None:
         super().__init__()
-        self.conv_in = nn.Conv2d(img_ch, ch, 3, padding=1)
+        self.conv_in = conv(img_ch, ch, 3, padding=1)
         self.bn_in = nn.BatchNorm2d(ch)
         self.neuron = neuron
-        self.conv_out = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv_out = conv(ch, ch, 3, padding=1)
         self.bn_out = nn.BatchNorm2d(ch)
         xavier_(self.conv_in)
 
@@ -46,16 +72,16 @@ class PreSpikeResBlock(nn.Module):
     as in the reference, not applied.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, tdim: int, neuron_factory) -> None:
+    def __init__(self, in_ch: int, out_ch: int, tdim: int, neuron_factory, conv=nn.Conv2d) -> None:
         super().__init__()
         self.neuron1 = neuron_factory()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.conv1 = conv(in_ch, out_ch, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(out_ch)
         self.temb_proj = nn.Linear(tdim, out_ch)
         self.neuron2 = neuron_factory()
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.conv2 = conv(out_ch, out_ch, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(out_ch)
-        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.shortcut = conv(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         for layer in (self.conv1, self.conv2, self.temb_proj, self.shortcut):
             if not isinstance(layer, nn.Identity):
                 xavier_(layer)
@@ -71,10 +97,10 @@ class PreSpikeResBlock(nn.Module):
 class SpikingDownsample(nn.Module):
     """neuron -> Conv3x3 stride 2 -> BN."""
 
-    def __init__(self, ch: int, neuron: nn.Module) -> None:
+    def __init__(self, ch: int, neuron: nn.Module, conv=nn.Conv2d) -> None:
         super().__init__()
         self.neuron = neuron
-        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.conv = conv(ch, ch, 3, stride=2, padding=1)
         self.bn = nn.BatchNorm2d(ch)
         xavier_(self.conv)
 
@@ -85,10 +111,10 @@ class SpikingDownsample(nn.Module):
 class SpikingUpsample(nn.Module):
     """neuron -> nearest x2 -> Conv3x3 -> BN."""
 
-    def __init__(self, ch: int, neuron: nn.Module) -> None:
+    def __init__(self, ch: int, neuron: nn.Module, conv=nn.Conv2d) -> None:
         super().__init__()
         self.neuron = neuron
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv = conv(ch, ch, 3, padding=1)
         self.bn = nn.BatchNorm2d(ch)
         xavier_(self.conv)
 
@@ -114,18 +140,28 @@ class MembraneOutputLayer(nn.Module):
         return f"decay={self.decay}"
 
 
+class MeanOverTime(nn.Module):
+    """``mean_t h_t``: the rate-style readout of FSDDIM-like models."""
+
+    def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
+        return h_seq.mean(0)
+
+
 class MembraneOutputHead(nn.Module):
     """Per step BN -> Swish -> Conv3x3 (gain 1e-5); then ``h + Swish(BN(Conv3d_(3,3,1)(h)))`` with
     the Conv3d over ``[B, C, H, W, T]`` (spatial only, as in the reference); then the membrane
-    output layer."""
+    output layer (or the mean over T with ``readout="mean"``)."""
 
-    def __init__(self, ch: int, img_ch: int, decay: float) -> None:
+    def __init__(self, ch: int, img_ch: int, decay: float, readout: str = "membrane", conv=nn.Conv2d) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(ch)
-        self.conv = nn.Conv2d(ch, img_ch, 3, padding=1)
+        self.conv = conv(ch, img_ch, 3, padding=1)
         self.temporal_conv = nn.Conv3d(img_ch, img_ch, kernel_size=(3, 3, 1), padding=(1, 1, 0))
         self.temporal_bn = nn.BatchNorm2d(img_ch)
-        self.readout = MembraneOutputLayer(decay)
+        readouts = {"membrane": lambda: MembraneOutputLayer(decay), "mean": MeanOverTime}
+        if readout not in readouts:
+            raise ValueError(f"unknown readout {readout!r}; expected one of {sorted(readouts)}")
+        self.readout = readouts[readout]()
         xavier_(self.conv, gain=1e-5)
 
     def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
@@ -147,32 +183,33 @@ class SpikingUNet(nn.Module):
         def neuron() -> nn.Module:
             return make_neuron(config.neuron)
 
+        conv = conv_factory(config)
         self.spike_steps = config.spike_steps
         self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim)
-        self.stem = SpikingStem(config.img_ch, ch, neuron())
+        self.stem = SpikingStem(config.img_ch, ch, neuron(), conv)
 
         self.down = nn.ModuleList()
         skip_chs, now_ch = [ch], ch
         for level, mult in enumerate(config.ch_mult):
             for _ in range(config.num_res_blocks):
-                self.down.append(PreSpikeResBlock(now_ch, ch * mult, tdim, neuron))
+                self.down.append(PreSpikeResBlock(now_ch, ch * mult, tdim, neuron, conv))
                 now_ch = ch * mult
                 skip_chs.append(now_ch)
             if level != len(config.ch_mult) - 1:
-                self.down.append(SpikingDownsample(now_ch, neuron()))
+                self.down.append(SpikingDownsample(now_ch, neuron(), conv))
                 skip_chs.append(now_ch)
 
-        self.middle = nn.ModuleList([PreSpikeResBlock(now_ch, now_ch, tdim, neuron) for _ in range(2)])
+        self.middle = nn.ModuleList([PreSpikeResBlock(now_ch, now_ch, tdim, neuron, conv) for _ in range(2)])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.ch_mult))):
             for _ in range(config.num_res_blocks + 1):
-                self.up.append(PreSpikeResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, neuron))
+                self.up.append(PreSpikeResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, neuron, conv))
                 now_ch = ch * mult
             if level != 0:
-                self.up.append(SpikingUpsample(now_ch, neuron()))
+                self.up.append(SpikingUpsample(now_ch, neuron(), conv))
 
-        self.head = MembraneOutputHead(now_ch, config.img_ch, config.membrane_decay)
+        self.head = MembraneOutputHead(now_ch, config.img_ch, config.membrane_decay, config.readout, conv)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         temb = self.time_embedding(t)

@@ -128,7 +128,8 @@ def train(
     torch.manual_seed(t.seed)
     model = build(config).to(device)
     if init_from is not None:
-        load_weights(model, resolve(init_from) / "model.safetensors", device)
+        # a plain Spiking U-Net starts a TSM model: its per-step scales keep their initial 1.0
+        load_weights(model, resolve(init_from) / "model.safetensors", device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
     ema = EMA(model, t.ema_decay) if t.ema_decay else None
