@@ -14,6 +14,7 @@ from torch import nn
 
 from spikediff.config import Config
 from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sampling_timesteps
+from spikediff.precision import precision_context
 from spikediff.snn import threshold_scale
 
 GAMMA_FILE = "analytic_gamma.json"
@@ -36,6 +37,7 @@ def generate(
     device: str | torch.device | None = None,
     on_step: Callable[[int], None] | None = None,
     threshold: float = 1.0,
+    precision: str = "fp32",
     **sampler_kwargs,
 ) -> torch.Tensor:
     """``num`` images as uint8 ``[N, C, H, W]``.
@@ -43,7 +45,8 @@ def generate(
     The initial noise of every image comes from one generator seeded with ``seed``, so image ``i``
     starts from the same noise whatever the batch size. ``on_step`` is called after every network
     evaluation (for progress bars). The model is put in eval mode (BatchNorm running statistics).
-    ``threshold`` scales every neuron's threshold during sampling only (threshold guidance).
+    ``threshold`` scales every neuron's threshold during sampling only (threshold guidance);
+    ``precision="bf16"`` runs the network under bfloat16 autocast (membranes stay fp32).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
@@ -55,7 +58,7 @@ def generate(
     noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=gen)
     callback = (lambda i, t, x: on_step(1)) if on_step else None
     out = []
-    with threshold_scale(model, threshold):
+    with threshold_scale(model, threshold), precision_context(precision, device):
         for start in range(0, num, batch_size):
             x = SAMPLERS[sampler](
                 model,
@@ -67,7 +70,7 @@ def generate(
                 callback=callback,
                 **sampler_kwargs,
             )
-            out.append(to_uint8(x).cpu())
+            out.append(to_uint8(x.float()).cpu())
     return torch.cat(out)
 
 

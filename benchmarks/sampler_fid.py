@@ -1,0 +1,118 @@
+"""FID (fmnist-classifier) against the number of network evaluations, for every sampler, on one
+trained checkpoint; optionally a threshold-guidance sweep. Writes JSON, a markdown table and a plot.
+
+    python benchmarks/sampler_fid.py RUN_DIR --num 500 --out benchmarks/results/sampler_fid
+    python benchmarks/sampler_fid.py RUN_DIR --num 500 --tg 0.995:1.005:0.002 --tg-sampler ddim --tg-steps 20
+
+Every row uses the same seed (so the same initial noise) and states its sample count; the FID is
+against the whole Fashion-MNIST training split and is biased upward at small sample counts, so
+compare rows with the same count only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import spikediff  # noqa: E402
+from spikediff.metrics import evaluate_images  # noqa: E402
+from spikediff.sample import analytic_gamma, generate  # noqa: E402
+
+DEFAULT_GRID = "ddim:10,ddim:20,ddim:50,ddim:100,dpm-solver++:10,dpm-solver++:20,analytic-dpm:50,analytic-dpm:100"
+
+
+def run_one(model, config, ckpt, sampler: str, steps: int, num: int, args, threshold: float = 1.0) -> dict:
+    extra = {}
+    if sampler == "analytic-dpm":
+        extra["gamma"] = analytic_gamma(model, config, steps, ckpt, threshold=threshold)
+    tic = time.perf_counter()
+    images = generate(model, config, num, sampler, steps, args.seed, args.batch_size, "cpu",
+                      threshold=threshold, precision=args.precision, **extra)
+    seconds = time.perf_counter() - tic
+    scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
+    row = {"sampler": sampler, "nfe": steps, "num_samples": num, "threshold": threshold,
+           "sampling_seconds": round(seconds, 1), **scores}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--num", type=int, default=500)
+    parser.add_argument("--grid", default=DEFAULT_GRID, help="sampler:steps,... ")
+    parser.add_argument("--ddpm1000-num", type=int, default=100, help="samples for DDPM-1000 (0 = skip)")
+    parser.add_argument("--tg", help="threshold sweep start:stop:step")
+    parser.add_argument("--tg-sampler", default="ddim")
+    parser.add_argument("--tg-steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--out", default="benchmarks/results/sampler_fid")
+    args = parser.parse_args()
+
+    torch.set_grad_enabled(False)
+    ckpt = spikediff.checkpoint.resolve(args.checkpoint)
+    config = spikediff.load_config(ckpt)
+    model = spikediff.load(ckpt)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"checkpoint": str(args.checkpoint), "date": str(date.today()), "machine": platform.processor() or
+            platform.machine(), "threads": torch.get_num_threads(), "precision": args.precision, "seed": args.seed,
+            "command": "python benchmarks/sampler_fid.py " + " ".join(f"{k}={v}" for k, v in vars(args).items())}
+    rows = []
+    if not args.tg:
+        grid = [(s.split(":")[0], int(s.split(":")[1]), args.num) for s in args.grid.split(",")]
+        if args.ddpm1000_num:
+            grid.append(("ddpm", 1000, args.ddpm1000_num))
+        rows = [run_one(model, config, ckpt, sampler, steps, num, args) for sampler, steps, num in grid]
+        (out / "fid_vs_nfe.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        fid_key = next(k for k in rows[0] if k.startswith("FID"))
+        lines = ["| sampler | NFE | samples | " + fid_key + " | precision | recall | sampling s |", "|---" * 7 + "|"]
+        for r in rows:
+            prec = next(v for k, v in r.items() if k.startswith("precision"))
+            rec = next(v for k, v in r.items() if k.startswith("recall"))
+            lines.append(f"| {r['sampler']} | {r['nfe']} | {r['num_samples']} | {r[fid_key]:.3f} | {prec:.3f} | "
+                         f"{rec:.3f} | {r['sampling_seconds']} |")
+        (out / "fid_vs_nfe.md").write_text("\n".join(lines) + "\n")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for sampler in dict.fromkeys(r["sampler"] for r in rows):
+            pts = [(r["nfe"], r[fid_key]) for r in rows if r["sampler"] == sampler]
+            ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations (NFE)")
+        ax.set_ylabel(fid_key)
+        ax.set_title(f"{config.name}: {args.num} samples (DDPM-1000: {args.ddpm1000_num})")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "fid_vs_nfe.png", dpi=120)
+        print("\n".join(lines))
+    else:
+        start, stop, step = (float(v) for v in args.tg.split(":"))
+        thresholds = [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
+        rows = [run_one(model, config, ckpt, args.tg_sampler, args.tg_steps, args.num, args, th) for th in thresholds]
+        (out / "tg_sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        fid_key = next(k for k in rows[0] if k.startswith("FID"))
+        base = next(r[fid_key] for r in rows if r["threshold"] == 1.0)
+        lines = [f"| threshold | {fid_key} | change vs 1.0 | precision | recall |", "|---" * 5 + "|"]
+        for r in rows:
+            prec = next(v for k, v in r.items() if k.startswith("precision"))
+            rec = next(v for k, v in r.items() if k.startswith("recall"))
+            lines.append(f"| {r['threshold']:.3f} | {r[fid_key]:.3f} | {(r[fid_key] - base) / base * 100:+.1f}% | "
+                         f"{prec:.3f} | {rec:.3f} |")
+        (out / "tg_sweep.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
