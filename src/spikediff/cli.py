@@ -227,6 +227,25 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from spikediff.bench import bench_sample, bench_train
+
+    config = apply_overrides(get_preset(args.preset), args.set or [])
+    overrides = {"precision": args.precision, "compile": args.compile, "grad_checkpointing": args.grad_checkpointing}
+    config = replace(config, train=replace(config.train, **overrides))
+    batch = args.batch or config.train.batch_size
+    if args.what == "train":
+        result = bench_train(config, batch, args.repeats, args.warmup)
+    else:
+        result = bench_sample(config, batch, args.repeats, args.warmup, args.precision, args.fold_bn)
+    print(json.dumps(result) if args.json else
+          f"{args.what} {config.name} batch {batch}: {result['images_per_s']} images/s, {result['ms_per_step']} ms per "
+          f"{'step' if args.what == 'train' else 'evaluation'}, peak memory {result['peak_memory_mb']} MB "
+          f"({result['device']}, {result['threads']} threads, {args.precision}"
+          f"{', compiled' if args.compile else ''}{', checkpointing' if args.grad_checkpointing else ''}"
+          f"{', BN folded' if args.fold_bn else ''})")
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
     if args.source == "sddpm":
         from spikediff.convert.sddpm import import_sddpm
@@ -353,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: CKPT_DIR/energy or ./energy-PRESET)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_energy)
+
+    p = sub.add_parser("bench", help="images/s, ms per step and peak memory of training or sampling")
+    p.add_argument("what", choices=["train", "sample"])
+    p.add_argument("--preset", required=True)
+    p.add_argument("--batch", type=int, help="default: the preset's batch size")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile (train)")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("convert", help="import another codebase's checkpoint")
     conv = p.add_subparsers(dest="source", required=True)

@@ -83,6 +83,8 @@ class TrainConfig:
     total_steps: int = 500_000
     seed: int = 0
     precision: str = "fp32"  # "fp32" | "bf16" (autocast: convs in bfloat16, neuron membranes in fp32)
+    compile: bool = False  # torch.compile the model (about 30 s per graph to compile on 2 CPU cores)
+    grad_checkpointing: bool = False  # recompute each block in backward: less activation memory
     log_every: int = 10  # steps between JSONL log lines
     save_every: int = 5000  # steps between checkpoints (and one at the end, always)
     sample_every: int = 5000  # steps between sample grids; 0 = never

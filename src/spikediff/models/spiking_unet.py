@@ -20,6 +20,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from spikediff.config import ModelConfig
 from spikediff.models.layers import TimeEmbedding, fold, unfold, xavier_
@@ -49,6 +50,8 @@ def conv_factory(config: ModelConfig):
 class SpikingStem(nn.Module):
     """Conv3x3 -> BN -> neuron -> Conv3x3 -> BN on the repeated image; its output is the first skip."""
 
+    conv_bn_pairs = (("conv_in", "bn_in"), ("conv_out", "bn_out"))
+
     def __init__(self, img_ch: int, ch: int, neuron: nn.Module, conv=nn.Conv2d) -> None:
         super().__init__()
         self.conv_in = conv(img_ch, ch, 3, padding=1)
@@ -71,6 +74,8 @@ class PreSpikeResBlock(nn.Module):
     sum is exact before the next block spikes it. Dropout is accepted for config compatibility but,
     as in the reference, not applied.
     """
+
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, in_ch: int, out_ch: int, tdim: int, neuron_factory, conv=nn.Conv2d) -> None:
         super().__init__()
@@ -97,6 +102,8 @@ class PreSpikeResBlock(nn.Module):
 class SpikingDownsample(nn.Module):
     """neuron -> Conv3x3 stride 2 -> BN."""
 
+    conv_bn_pairs = (("conv", "bn"),)
+
     def __init__(self, ch: int, neuron: nn.Module, conv=nn.Conv2d) -> None:
         super().__init__()
         self.neuron = neuron
@@ -110,6 +117,8 @@ class SpikingDownsample(nn.Module):
 
 class SpikingUpsample(nn.Module):
     """neuron -> nearest x2 -> Conv3x3 -> BN."""
+
+    conv_bn_pairs = (("conv", "bn"),)
 
     def __init__(self, ch: int, neuron: nn.Module, conv=nn.Conv2d) -> None:
         super().__init__()
@@ -184,6 +193,7 @@ class SpikingUNet(nn.Module):
             return make_neuron(config.neuron)
 
         conv = conv_factory(config)
+        self.grad_checkpointing = False  # set by the trainer (TrainConfig.grad_checkpointing)
         self.spike_steps = config.spike_steps
         self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim)
         self.stem = SpikingStem(config.img_ch, ch, neuron(), conv)
@@ -211,17 +221,28 @@ class SpikingUNet(nn.Module):
 
         self.head = MembraneOutputHead(now_ch, config.img_ch, config.membrane_decay, config.readout, conv)
 
+    def _block(self, layer: nn.Module, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Run one block, recomputing its activations in backward if ``grad_checkpointing`` is set.
+
+        Activation memory grows with T; checkpointing keeps only block inputs. The recomputation runs
+        BatchNorm a second time on the same batch, so in training its running statistics take two
+        momentum steps towards the same batch statistics instead of one.
+        """
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(layer, h, temb, use_reentrant=False)
+        return layer(h, temb)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         temb = self.time_embedding(t)
         h = self.stem(x.unsqueeze(0).expand(self.spike_steps, *x.shape))
         skips = [h]
         for layer in self.down:
-            h = layer(h, temb)
+            h = self._block(layer, h, temb)
             skips.append(h)
         for layer in self.middle:
-            h = layer(h, temb)
+            h = self._block(layer, h, temb)
         for layer in self.up:
             if isinstance(layer, PreSpikeResBlock):
                 h = torch.cat([h, skips.pop()], dim=2)
-            h = layer(h, temb)
+            h = self._block(layer, h, temb)
         return self.head(h)

@@ -63,6 +63,16 @@ def lr_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
+def prepare_for_training(model: torch.nn.Module, config: Config) -> torch.nn.Module:
+    """The callable the training step runs: ``model`` with gradient checkpointing switched on and/or
+    compiled, as the config asks. Checkpoints and sampling always use the plain ``model``."""
+    if config.train.grad_checkpointing:
+        if not hasattr(model, "grad_checkpointing"):
+            raise ValueError(f"{config.model.arch} does not support gradient checkpointing")
+        model.grad_checkpointing = True
+    return torch.compile(model) if config.train.compile else model
+
+
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
     t = config.train
     params = [p for p in model.parameters() if p.requires_grad]
@@ -134,6 +144,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
     (out_dir / RUN_CONFIG).write_text(config.to_json())
+    step_model = prepare_for_training(model, config)
 
     def checkpoint(step: int) -> None:
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
@@ -161,7 +172,7 @@ def train(
             flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
             x0 = batch_transform(batches(step), config.model.image_size, config.data.random_flip, flip_gen)
             with autocast:
-                loss = diffusion_loss(model, schedule, x0.to(device), config.diffusion.prediction, gen)
+                loss = diffusion_loss(step_model, schedule, x0.to(device), config.diffusion.prediction, gen)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out_dir / RUN_CHECKPOINT}"

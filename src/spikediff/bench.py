@@ -1,0 +1,94 @@
+"""Throughput and memory of one training step and one sampling evaluation (``spikediff bench``).
+
+Each figure is a median over timed repetitions after warm-up (which also absorbs torch.compile's
+first compilation). Peak memory is the process's peak resident set on the CPU (run one
+configuration per process to compare them) and ``max_memory_allocated`` on CUDA.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import torch
+
+from spikediff.checkpoint import build
+from spikediff.config import Config
+from spikediff.diffusion import NoiseSchedule, diffusion_loss
+from spikediff.models.folding import fold_batchnorm
+from spikediff.precision import precision_context
+from spikediff.train.trainer import default_device, make_optimizer, prepare_for_training
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _timed(fn, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return times
+
+
+def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2) -> dict:
+    """One optimiser step of ``config`` (precision, compile, checkpointing from ``config.train``)."""
+    device = default_device()
+    torch.manual_seed(0)
+    model = build(config).to(device).train()
+    step_model = prepare_for_training(model, config)
+    opt = make_optimizer(model, config)
+    schedule = NoiseSchedule.from_config(config.diffusion)
+    m = config.model
+    x0 = torch.rand(batch, m.img_ch, m.image_size, m.image_size, device=device) * 2 - 1
+    autocast = precision_context(config.train.precision, device)
+
+    def step() -> None:
+        with autocast:
+            loss = diffusion_loss(step_model, schedule, x0, config.diffusion.prediction)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times = _timed(step, repeats, warmup)
+    return _summary("train", config, batch, times, device)
+
+
+@torch.inference_mode()
+def bench_sample(config: Config, batch: int, repeats: int = 5, warmup: int = 2, precision: str = "fp32",
+                 fold_bn: bool = False) -> dict:
+    """One network evaluation as a sampler makes it (eval mode, inference mode)."""
+    device = default_device()
+    torch.manual_seed(0)
+    model = build(config).to(device).eval()
+    if fold_bn:
+        model = fold_batchnorm(model)
+    m = config.model
+    x = torch.randn(batch, m.img_ch, m.image_size, m.image_size, device=device)
+    t = torch.full((batch,), 500, device=device, dtype=torch.long)
+
+    def evaluate() -> None:
+        with precision_context(precision, device):
+            model(x, t)
+
+    times = _timed(evaluate, repeats, warmup)
+    result = _summary("sample", config, batch, times, device)
+    result.update(precision=precision, fold_bn=fold_bn)
+    return result
+
+
+def _summary(kind: str, config: Config, batch: int, times: list[float], device: torch.device) -> dict:
+    ms = statistics.median(times) * 1000
+    return {
+        "kind": kind, "preset": config.name, "batch": batch, "device": str(device), "threads": torch.get_num_threads(),
+        "precision": config.train.precision, "compile": config.train.compile,
+        "grad_checkpointing": config.train.grad_checkpointing, "ms_per_step": round(ms, 1),
+        "images_per_s": round(batch / ms * 1000, 2), "peak_memory_mb": round(_peak_memory_mb(device), 1),
+    }
