@@ -40,7 +40,7 @@ def test_train_resume_matches_an_uninterrupted_run(trained_run, tmp_path):
     resumed = losses(trained_run)
     assert len(resumed) == 4
     assert resumed == losses(tmp_path / "straight")  # same data, noise and optimizer state, step for step
-    state = torch.load(trained_run / "checkpoint" / "trainer_state.pt", weights_only=True)
+    state = torch.load(spikediff.checkpoint.resolve(trained_run) / "trainer_state.pt", weights_only=True)
     assert state["step"] == 4
 
 
@@ -100,10 +100,10 @@ def test_corrupt_checkpoint_and_existing_outputs_are_refused(capsys, trained_run
     code, err = error_of(capsys, ["sample", str(broken), "--out", str(tmp_path / "s"), "--no-progress"])
     assert code != 0 and "corrupt or truncated" in err
 
-    before = (trained_run / "checkpoint" / "model.safetensors").read_bytes()
+    before = (spikediff.checkpoint.resolve(trained_run) / "model.safetensors").read_bytes()
     code, err = error_of(capsys, ["train", "--preset", "fmnist-snn-small", "--out", str(trained_run)])
     assert code != 0 and "already holds a run" in err
-    assert (trained_run / "checkpoint" / "model.safetensors").read_bytes() == before
+    assert (spikediff.checkpoint.resolve(trained_run) / "model.safetensors").read_bytes() == before
 
     taken = tmp_path / "taken"
     taken.mkdir()

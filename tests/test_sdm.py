@@ -123,7 +123,7 @@ def test_sample_with_new_samplers_and_threshold(tiny_run, tmp_path, sampler):
     assert meta["threshold"] == 0.997 and meta["sampler"] == sampler
     assert np.load(out / "samples.npz")["images"].shape == (4, 32, 32, 1)
     if sampler == "analytic-dpm":
-        cache = json.loads((tiny_run / "checkpoint" / "analytic_gamma.json").read_text())
+        cache = json.loads((spikediff.checkpoint.resolve(tiny_run) / "analytic_gamma.json").read_text())
         assert len(next(iter(cache.values()))) == 3  # one gamma per sampling step, cached with the weights
 
 

@@ -2,12 +2,15 @@
 for training ``ema.safetensors`` and ``trainer_state.pt`` (optimizer, lr schedule, step, RNG states).
 
 Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves a
-half-written checkpoint behind. A training run directory keeps its checkpoint in ``checkpoint/``;
-every loader accepts either the run directory or the checkpoint directory itself.
+half-written checkpoint behind, and ``checksums.json`` (SHA-256 of every file) is verified on load,
+so a damaged file is reported, never half-loaded. A training run keeps its last few checkpoints in
+``checkpoints/step_NNNNNNN/``; every loader accepts the run directory (meaning its newest checkpoint)
+or a checkpoint directory itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +29,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 TRAINER_STATE_FILE = "trainer_state.pt"
-RUN_CHECKPOINT = "checkpoint"
+CHECKSUMS_FILE = "checksums.json"
+RUN_CHECKPOINTS = "checkpoints"
 
 
 class CheckpointError(RuntimeError):
@@ -67,6 +71,8 @@ def save(
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
         (tmp / CONFIG_FILE).write_text(config.to_json())
+        sums = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+        (tmp / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1))
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -81,12 +87,54 @@ def save(
     return directory
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path) -> None:
+    """Check ``path`` against its directory's ``checksums.json`` (if it has one)."""
+    sums_file = path.parent / CHECKSUMS_FILE
+    if not sums_file.is_file():
+        return
+    expected = json.loads(sums_file.read_text()).get(path.name)
+    if expected is not None and _sha256(path) != expected:
+        raise CheckpointError(f"{path} is corrupt or truncated (checksum mismatch); {_older_hint(path.parent)}")
+
+
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete checkpoints of a run, oldest first (temporary directories of a write that never
+    finished are not among them)."""
+    root = Path(run_dir) / RUN_CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("step_") and (d / CONFIG_FILE).exists())
+
+
+def _older_hint(checkpoint_dir: Path) -> str:
+    older = [d for d in run_checkpoints(checkpoint_dir.parent.parent) if d != checkpoint_dir]
+    if older:
+        return f"older checkpoints to use instead: {', '.join(str(d) for d in older)}"
+    return "no older checkpoint exists"
+
+
 def resolve(directory: str | Path) -> Path:
-    """The checkpoint directory itself, given it or a training run directory that holds one."""
+    """The checkpoint directory itself, or the newest checkpoint of a training run directory."""
     directory = Path(directory)
-    if not (directory / WEIGHTS_FILE).exists() and (directory / RUN_CHECKPOINT / WEIGHTS_FILE).exists():
-        return directory / RUN_CHECKPOINT
+    if not (directory / WEIGHTS_FILE).exists():
+        found = run_checkpoints(directory)
+        if found:
+            return found[-1]
     return directory
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints of a run."""
+    for old in run_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_config(directory: str | Path) -> Config:
@@ -111,6 +159,7 @@ def load_weights(
     """
     if not path.is_file():
         raise CheckpointError(f"{path.parent} has no {path.name}")
+    verify(path)
     try:
         state = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError) as exc:
@@ -144,6 +193,7 @@ def load_trainer_state(directory: str | Path) -> dict:
     path = resolve(directory) / TRAINER_STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{path.parent} has no {TRAINER_STATE_FILE}: it cannot be resumed")
+    verify(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged pickle

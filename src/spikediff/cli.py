@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
     )
     why = " (time limit)" if result.stopped_early else ""
-    print(f"stopped at step {result.step}{why}; last loss {result.loss:.4f}; checkpoint in {out / 'checkpoint'}")
+    print(f"stopped at step {result.step}{why}; last loss {result.loss:.4f}; checkpoint in {checkpoint.resolve(out)}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

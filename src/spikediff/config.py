@@ -85,6 +85,10 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast: convs in bfloat16, neuron membranes in fp32)
     compile: bool = False  # torch.compile the model (about 30 s per graph to compile on 2 CPU cores)
     grad_checkpointing: bool = False  # recompute each block in backward: less activation memory
+    grad_accum: int = 1  # micro-batches per step (per rank)
+    ema_warmup: bool = False  # EMA decay min(decay, (1 + step) / (10 + step)), as in many DDPM codebases
+    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only: torch's SyncBatchNorm needs GPUs)
+    keep_checkpoints: int = 3  # the newest K checkpoints of a run are kept
     log_every: int = 10  # steps between JSONL log lines
     save_every: int = 5000  # steps between checkpoints (and one at the end, always)
     sample_every: int = 5000  # steps between sample grids; 0 = never

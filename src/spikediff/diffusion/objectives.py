@@ -47,10 +47,17 @@ def diffusion_loss(
     x0: torch.Tensor,
     prediction: str = "eps",
     generator: torch.Generator | None = None,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """DDPM's simple loss: MSE between the network output and its target at a uniform random t."""
-    t = torch.randint(0, schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
-    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    """DDPM's simple loss: MSE between the network output and its target at a uniform random t.
+
+    ``t`` and ``noise`` may be given (a distributed step draws them for the global batch and hands
+    each rank its share, so that N ranks reproduce one process exactly)."""
+    if t is None:
+        t = torch.randint(0, schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
+    if noise is None:
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = q_sample(schedule, x0, t, noise)
     target = training_target(prediction, x0, noise, gather(schedule.alphas_cumprod, t, x0))
     return torch.nn.functional.mse_loss(model(x_t, t), target)

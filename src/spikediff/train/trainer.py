@@ -1,12 +1,15 @@
-"""The training loop: data, loss, optimiser, warmup, clipping, EMA, logs, sample grids, checkpoints.
+"""The training loop: data, loss, optimiser, warmup, clipping, EMA, logs, sample grids, checkpoints,
+on one process or many (torchrun, DDP).
 
 Reproducible by construction: the batch order, the flips, the diffusion steps and the noise of
-step ``s`` are drawn from generators seeded with ``(seed, s)``, so a resumed run sees exactly the
-data and noise an uninterrupted one would have.
+step ``s`` are drawn from generators seeded with ``(seed, s)`` for the whole global batch, and each
+rank takes its share; so a resumed run sees exactly the data and noise an uninterrupted one would
+have, and N ranks of batch b see what one process of batch N*b sees.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -17,12 +20,22 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from spikediff.checkpoint import RUN_CHECKPOINT, build, load_trainer_state, load_weights, resolve, save
+from spikediff.checkpoint import (
+    RUN_CHECKPOINTS,
+    build,
+    load_trainer_state,
+    load_weights,
+    prune,
+    resolve,
+    run_checkpoints,
+    save,
+)
 from spikediff.config import Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.precision import precision_context
 from spikediff.sample import generate, save_grid
+from spikediff.train.distributed import Dist, barrier, init_distributed, mean_over_ranks, ranks_in_sync
 from spikediff.train.ema import EMA
 
 RUN_CONFIG = "config.json"
@@ -92,17 +105,27 @@ class TrainResult:
     stopped_early: bool
 
 
-def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool, d: Dist) -> None:
     """Refuse to clobber a run: an existing non-empty ``out_dir`` needs ``resume`` or ``overwrite``."""
     if resume:
-        if not (out_dir / RUN_CHECKPOINT).is_dir():
-            raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINT}/ from an earlier run")
+        if not run_checkpoints(out_dir):
+            raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINTS}/ from an earlier run")
         return
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if d.main:
+            shutil.rmtree(out_dir)
+    barrier(d)
+    if d.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step``: steps after the last checkpoint of a killed run are replayed."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in lines))
 
 
 def train(
@@ -117,11 +140,19 @@ def train(
     init_from: str | Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``config`` into ``out_dir`` (see the module docstring); returns where it stopped."""
+    """Train ``config`` into ``out_dir`` (see the module docstring); returns where it stopped.
+
+    Under torchrun, ``config.train.batch_size`` is the global batch (split evenly over the ranks,
+    and over ``grad_accum`` micro-batches within a rank) and ``lr`` applies to it unchanged.
+    """
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, resume, overwrite)
     t = config.train
-    device = torch.device(device) if device is not None else default_device()
+    d, device = init_distributed(torch.device(device) if device is not None else None)
+    prepare_run_dir(out_dir, resume, overwrite, d)
+    if t.batch_size % (d.world * t.grad_accum):
+        parts = d.world * t.grad_accum
+        raise ValueError(f"train.batch_size {t.batch_size} must divide by ranks x grad_accum ({parts})")
+    local = t.batch_size // d.world
     dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
     batches = BatchStream(dataset, t.batch_size, t.seed)
 
@@ -132,7 +163,7 @@ def train(
         load_weights(model, resolve(init_from) / "model.safetensors", device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
-    ema = EMA(model, t.ema_decay) if t.ema_decay else None
+    ema = EMA(model, t.ema_decay, warmup=t.ema_warmup) if t.ema_decay else None
     start = 0
     if resume:
         ckpt = resolve(out_dir)
@@ -143,59 +174,84 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
-    (out_dir / RUN_CONFIG).write_text(config.to_json())
+    if d.main:
+        (out_dir / RUN_CONFIG).write_text(config.to_json())
+        _truncate_log(out_dir / LOG_FILE, start)
     step_model = prepare_for_training(model, config)
+    if d.enabled:
+        if t.sync_bn and device.type == "cuda":
+            step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     def checkpoint(step: int) -> None:
+        if not d.main:
+            return
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
-        save(model, config, out_dir / RUN_CHECKPOINT, overwrite=True, ema=ema.shadow if ema else None,
-             trainer_state=trainer_state)
+        save(model, config, out_dir / RUN_CHECKPOINTS / f"step_{step:07d}", overwrite=True,
+             ema=ema.shadow if ema else None, trainer_state=trainer_state)
+        prune(out_dir, t.keep_checkpoints)
 
     def sample_grid(step: int) -> None:
         net = ema.shadow if ema else model
         images = generate(net, config, t.sample_num, t.sample_sampler, t.sample_steps, seed=t.seed,
-                          batch_size=t.batch_size, device=device)
+                          batch_size=local, device=device, precision=t.precision)
         save_grid(images, out_dir / "samples" / f"step_{step:07d}.png")
         model.train()
 
     schedule = NoiseSchedule.from_config(config.diffusion)
     autocast = precision_context(t.precision, device)
+    mine = slice(d.rank * local, (d.rank + 1) * local)
+    micro = local // t.grad_accum
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
-    bar = tqdm(total=t.total_steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, step, stopped_early = float("nan"), 0.0, start, False
     model.train()
     tic = time.perf_counter()
-    with open(out_dir / LOG_FILE, "a") as log:
+    log = open(out_dir / LOG_FILE, "a") if d.main else None
+    try:
         for step in range(start, t.total_steps):
-            torch.manual_seed(_step_seed(t.seed, step, 2))  # dropout and any other global draw
-            gen = torch.Generator(device).manual_seed(_step_seed(t.seed, step, 3))
+            torch.manual_seed(_step_seed(t.seed, step, 2) + d.rank)  # dropout and any other global draw
+            gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 3))
             flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
             x0 = batch_transform(batches(step), config.model.image_size, config.data.random_flip, flip_gen)
-            with autocast:
-                loss = diffusion_loss(step_model, schedule, x0.to(device), config.diffusion.prediction, gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at step {step}; the last good checkpoint is in {out_dir / RUN_CHECKPOINT}"
-                )
+            ts = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=gen)
+            noise = torch.randn(x0.shape, generator=gen)
+            x0, ts, noise = x0[mine].to(device), ts[mine].to(device), noise[mine].to(device)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum = 0.0
+            for k in range(t.grad_accum):
+                part = slice(k * micro, (k + 1) * micro)
+                sync = k == t.grad_accum - 1 or not d.enabled
+                with (step_model.no_sync() if not sync else contextlib.nullcontext()), autocast:
+                    loss = diffusion_loss(step_model, schedule, x0[part], config.diffusion.prediction,
+                                          t=ts[part], noise=noise[part])
+                    if not torch.isfinite(loss):
+                        last = run_checkpoints(out_dir)
+                        raise FloatingPointError(
+                            f"loss is {loss.item()} at step {step}; stopped. The last good checkpoint is "
+                            f"{last[-1] if last else 'none (no checkpoint was written yet)'}"
+                        )
+                    (loss / t.grad_accum).backward()
+                loss_sum += loss.item() / t.grad_accum
             if t.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
             scheduler.step()
             if ema is not None:
-                ema.update(model)
+                ema.update(model, step)
             done = step + 1
-            loss_value = loss.item()
+            loss_value = mean_over_ranks(loss_sum, d, device)
             toc = time.perf_counter()
             rate, tic = t.batch_size / (toc - tic), toc
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-            if done % t.log_every == 0 or done == t.total_steps:
+            if log and (done % t.log_every == 0 or done == t.total_steps):
                 log.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}) + "\n")
                 log.flush()
-            if t.sample_every and done % t.sample_every == 0:
+            if d.main and t.sample_every and done % t.sample_every == 0:
                 sample_grid(done)
             out_of_time = time.monotonic() > deadline
             if done % t.save_every == 0 or done == t.total_steps or out_of_time:
@@ -205,7 +261,22 @@ def train(
                 stopped_early = done < t.total_steps
                 break
             tic = time.perf_counter()
-    bar.close()
-    if step == start and not (out_dir / RUN_CHECKPOINT).exists():
+    except (KeyboardInterrupt, torch.OutOfMemoryError):
+        # Ctrl-C or out of memory: keep what the completed steps learned, then stop.
+        if step > start and not (out_dir / RUN_CHECKPOINTS / f"step_{step:07d}").exists():
+            checkpoint(step)
+        raise
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    if not run_checkpoints(out_dir):
         checkpoint(step)
+    if d.enabled:
+        in_sync = ranks_in_sync(model, d, device)
+        if d.main:
+            with open(out_dir / LOG_FILE, "a") as f:
+                f.write(json.dumps({"step": step, "ranks": d.world, "ranks_in_sync": in_sync}) + "\n")
+        barrier(d)
     return TrainResult(out_dir, step, loss_value, rate, stopped_early)
+
