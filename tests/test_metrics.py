@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from spikediff.cli import main
-from spikediff.data import load_mnist_like, to_model_range
+from spikediff.data import load_mnist_like, to_model_range, to_uint8
 from spikediff.data.datasets import InMemoryImages
 from spikediff.metrics import fid, frechet_distance, inception_score, kid, precision_recall
 from spikediff.metrics.classifier import accuracy, load_classifier, packaged_weights
 from spikediff.metrics.extractors import ClassifierFeatures, InceptionFeatures, find_inception_weights
-from spikediff.sample import to_uint8
 
 
 def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():

@@ -5,7 +5,8 @@ Writes go to a temporary sibling directory that is renamed into place, so a cras
 half-written checkpoint behind, and ``checksums.json`` (SHA-256 of every file) is verified on load,
 so a damaged file is reported, never half-loaded. A training run keeps its last few checkpoints in
 ``checkpoints/step_NNNNNNN/``; every loader accepts the run directory (meaning its newest checkpoint)
-or a checkpoint directory itself.
+or a checkpoint directory itself. The trainer state holds no RNG states: the trainer seeds every
+step's draws from (seed, step), so the step number is all a resumed run needs.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def save(
         raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp.chmod(0o755)
     try:
         save_file(_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if ema is not None:
@@ -71,8 +73,9 @@ def save(
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
         (tmp / CONFIG_FILE).write_text(config.to_json())
-        sums = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+        sums = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
         (tmp / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1))
+        _fsync_dir(tmp)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -87,7 +90,20 @@ def save(
     return directory
 
 
-def _sha256(path: Path) -> str:
+def _fsync_dir(directory: Path) -> None:
+    """Flush a directory's files and entries to disk, so the rename that follows publishes complete files."""
+    for f in directory.iterdir():
+        with open(f, "rb") as handle:
+            os.fsync(handle.fileno())
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -101,7 +117,7 @@ def verify(path: Path) -> None:
     if not sums_file.is_file():
         return
     expected = json.loads(sums_file.read_text()).get(path.name)
-    if expected is not None and _sha256(path) != expected:
+    if expected is not None and sha256_file(path) != expected:
         raise CheckpointError(f"{path} is corrupt or truncated (checksum mismatch); {_older_hint(path.parent)}")
 
 
@@ -132,9 +148,13 @@ def resolve(directory: str | Path) -> Path:
 
 
 def prune(run_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints of a run."""
+    """Delete all but the newest ``keep`` checkpoints of a run, and the temporary directories of
+    writes that a crash interrupted (the trainer writes one checkpoint at a time)."""
     for old in run_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    root = Path(run_dir) / RUN_CHECKPOINTS
+    for stale in root.glob(".step_*") if root.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_config(directory: str | Path) -> Config:
@@ -185,11 +205,11 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu", use_em
     directory = resolve(directory)
     model = build(load_config(directory))
     load_weights(model, directory / (EMA_FILE if use_ema else WEIGHTS_FILE), map_location)
-    return model.eval()
+    return model.to(map_location).eval()
 
 
 def load_trainer_state(directory: str | Path) -> dict:
-    """Optimizer, lr schedule, step and RNG states saved by the trainer."""
+    """Optimizer state, lr schedule state and step, saved by the trainer."""
     path = resolve(directory) / TRAINER_STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{path.parent} has no {TRAINER_STATE_FILE}: it cannot be resumed")

@@ -13,6 +13,7 @@ import torch
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
+from spikediff.train.distributed import default_device
 
 
 def _model_summary(model: torch.nn.Module) -> str:
@@ -77,7 +78,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
     config = checkpoint.load_config(args.checkpoint)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
     extra = _sampler_options(args, model, config)
     batches = -(-args.num // args.batch_size)
@@ -179,9 +180,9 @@ def _sampler_options(args: argparse.Namespace, model: torch.nn.Module, config: C
     if args.sampler == "analytic-dpm":
         from spikediff.sample import analytic_gamma
 
-        cache = checkpoint.resolve(args.checkpoint) if Path(args.checkpoint).exists() else None
-        return {"gamma": analytic_gamma(model, config, args.steps, cache, threshold=args.threshold,
-                                        data_dir=args.data_dir)}
+        weights = "ema" if getattr(args, "ema", False) else "model"
+        return {"gamma": analytic_gamma(model, config, args.steps, checkpoint.resolve(args.checkpoint),
+                                        threshold=args.threshold, data_dir=args.data_dir, weights=weights)}
     return {}
 
 
@@ -199,7 +200,7 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
     from spikediff.sample import generate
 
     config = checkpoint.load_config(args.checkpoint)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     model = checkpoint.load(args.checkpoint, map_location=device)
     dataset = args.dataset or config.data.dataset
     rows = []

@@ -13,16 +13,12 @@ from PIL import Image
 from torch import nn
 
 from spikediff.config import Config
+from spikediff.data.transforms import to_uint8
 from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sampling_timesteps
 from spikediff.precision import precision_context
 from spikediff.snn import threshold_scale
 
 GAMMA_FILE = "analytic_gamma.json"
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Model range [-1, 1] -> uint8 [0, 255], rounded."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 @torch.no_grad()
@@ -76,18 +72,18 @@ def generate(
 
 def analytic_gamma(
     model: nn.Module, config: Config, steps: int, cache_dir: str | Path | None = None, num_images: int = 256,
-    threshold: float = 1.0, data_dir: str | Path | None = None, seed: int = 0,
+    threshold: float = 1.0, data_dir: str | Path | None = None, seed: int = 0, weights: str = "model",
 ) -> list[float]:
     """Analytic-DPM's ``E ||eps_theta(x_t, t)||^2 / d`` at the ``steps`` sampling steps, estimated on
     ``num_images`` training images and cached per step in ``cache_dir/analytic_gamma.json`` (it
     depends on the weights and on the threshold, so the cache lives with the checkpoint, keyed by
-    threshold)."""
+    ``weights`` ("model" or "ema") and threshold)."""
     from spikediff.data import batch_transform, load_dataset
 
     ts = sampling_timesteps(config.diffusion.num_steps, steps)
     path = Path(cache_dir) / GAMMA_FILE if cache_dir else None
     cache = json.loads(path.read_text()) if path and path.is_file() else {}
-    key = f"threshold={threshold}, images={num_images}, seed={seed}"
+    key = f"weights={weights}, threshold={threshold}, images={num_images}, seed={seed}"
     known = cache.setdefault(key, {})
     todo = [t for t in ts if str(t) not in known]
     if todo:
@@ -100,9 +96,9 @@ def analytic_gamma(
         schedule = NoiseSchedule.from_config(config.diffusion)
         with threshold_scale(model, threshold):
             for t in todo:
-                values = [estimate_gamma(model, schedule, x0[i : i + 64].to(device), [t], config.diffusion.prediction,
-                                         gen)[0] for i in range(0, len(x0), 64)]
-                known[str(t)] = sum(values) / len(values)
+                chunks = [x0[i : i + 64].to(device) for i in range(0, len(x0), 64)]
+                values = [estimate_gamma(model, schedule, c, [t], config.diffusion.prediction, gen)[0] for c in chunks]
+                known[str(t)] = sum(v * len(c) for v, c in zip(values, chunks, strict=True)) / len(x0)
         if path:
             path.write_text(json.dumps(cache, indent=1))
     return [known[str(t)] for t in ts]

@@ -2,8 +2,9 @@
 
 from spikediff.data.datasets import DATASETS, InMemoryImages, batch_transform, load_dataset
 from spikediff.data.idx import read_idx
-from spikediff.data.mnist import MissingDatasetError, load_mnist_like
-from spikediff.data.transforms import to_model_range
+from spikediff.data.mnist import load_mnist_like
+from spikediff.data.paths import MissingDatasetError
+from spikediff.data.transforms import to_model_range, to_uint8
 
 __all__ = [
     "DATASETS",
@@ -14,4 +15,5 @@ __all__ = [
     "load_mnist_like",
     "read_idx",
     "to_model_range",
+    "to_uint8",
 ]

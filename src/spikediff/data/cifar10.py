@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-from spikediff.data.mnist import MissingDatasetError
+from spikediff.data.paths import MissingDatasetError, torchvision_cache, user_roots
 
 _TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _TEST = ["test_batch"]
@@ -17,8 +16,7 @@ _TEST = ["test_batch"]
 def candidate_dirs(data_dir: str | Path | None = None) -> list[Path]:
     """``--data-dir``, ``$SPIKEDIFF_DATA`` (each as the folder itself or its ``cifar-10-batches-py``),
     then torchvision's cache."""
-    roots = [Path(p) for p in (data_dir, os.environ.get("SPIKEDIFF_DATA")) if p]
-    roots.append(Path.home() / ".cache" / "torchvision")
+    roots = [*user_roots(data_dir), torchvision_cache()]
     return [d for root in roots for d in (root, root / "cifar-10-batches-py")]
 
 

@@ -43,6 +43,8 @@ def load_dataset(
     elif name == "cifar10":
         images, labels = load_cifar10(split, data_dir)
     elif name in FOLDER_NAMES:
+        if split != "train":
+            raise ValueError(f"{name} is read from one folder of images: it has only a 'train' split here")
         return find_image_folder(name, image_size, data_dir)
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from spikediff.data.mnist import MissingDatasetError
+from spikediff.data.paths import MissingDatasetError, user_roots
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 FOLDER_NAMES = {"celeba": ("celeba/img_align_celeba", "img_align_celeba", "celeba"), "lsun-bedroom": ("lsun-bedroom",
@@ -43,9 +42,8 @@ class ImageFolder(torch.utils.data.Dataset):
 
 def find_image_folder(dataset: str, size: int, data_dir: str | Path | None = None) -> ImageFolder:
     """The image folder of ``dataset`` under ``--data-dir`` or ``$SPIKEDIFF_DATA``."""
-    roots = [Path(p) for p in (data_dir, os.environ.get("SPIKEDIFF_DATA")) if p]
     tried = []
-    for root in roots:
+    for root in user_roots(data_dir):
         for name in ("", *FOLDER_NAMES[dataset]):
             directory = root / name if name else root
             tried.append(directory)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from spikediff.data.idx import read_idx
+from spikediff.data.paths import MissingDatasetError, torchvision_cache, user_roots
 
 DATASET_DIRS = {
     "fmnist": ("fashion-mnist", "FashionMNIST"),
@@ -17,10 +17,6 @@ DEBIAN_PACKAGES = {"fmnist": "dataset-fashion-mnist", "mnist": "dataset-mnist"}
 _FILES = {"train": "train-{}-idx{}-ubyte", "test": "t10k-{}-idx{}-ubyte"}
 
 
-class MissingDatasetError(FileNotFoundError):
-    """No copy of a dataset was found; the message lists every way to provide one."""
-
-
 def candidate_dirs(dataset: str, data_dir: str | Path | None = None) -> list[Path]:
     """Where the IDX files of ``dataset`` are looked for, in order.
 
@@ -28,12 +24,11 @@ def candidate_dirs(dataset: str, data_dir: str | Path | None = None) -> list[Pat
     then torchvision's layout (``<root>/<Name>/raw``) under the first two and ``~/.cache/torchvision``.
     """
     debian_name, tv_name = DATASET_DIRS[dataset]
-    roots = [Path(p) for p in (data_dir, os.environ.get("SPIKEDIFF_DATA")) if p]
     dirs = []
-    for root in roots:
+    for root in user_roots(data_dir):
         dirs += [root, root / debian_name, root / tv_name / "raw"]
     dirs.append(Path("/usr/share/datasets") / debian_name)
-    dirs.append(Path.home() / ".cache" / "torchvision" / tv_name / "raw")
+    dirs.append(torchvision_cache() / tv_name / "raw")
     return dirs
 
 

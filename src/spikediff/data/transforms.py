@@ -17,3 +17,8 @@ def to_model_range(images: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x.clamp(-1.0, 1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Model range [-1, 1] -> uint8 [0, 255], rounded: how generated and reference images are stored."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

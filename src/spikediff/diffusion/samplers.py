@@ -1,7 +1,9 @@
 """Samplers as stateless functions of (model function, schedule, noise, steps, generator).
 
-Every sampler accepts any number of steps: ``steps`` is a count (spread evenly over the schedule,
-always ending at t = 0) or an explicit descending list of diffusion steps. DDPM on a subsequence
+Every sampler accepts any number of steps: ``steps`` is a count (spread evenly over the schedule
+from t = N-1, ending at t = 0 for two steps or more) or an explicit descending list of diffusion
+steps. Random draws come from a CPU generator and are moved to the sample's device, so one seed
+gives the same images on every device. DDPM on a subsequence
 uses the *respaced* chain's coefficients (the betas of the jumps between the chosen steps), not the
 single-step coefficients that the reference SDDPM code reuses when it strides.
 """
@@ -19,7 +21,8 @@ Callback = Callable[[int, int, torch.Tensor], None]  # (index, t, x after the st
 
 
 def sampling_timesteps(num_diffusion_steps: int, steps: int | Sequence[int]) -> list[int]:
-    """The descending diffusion steps a sampler visits; ``K`` evenly spaced from ``N-1`` down to 0."""
+    """The descending diffusion steps a sampler visits; ``K`` evenly spaced from ``N-1`` down to 0
+    (``K = 1`` visits only ``N-1``)."""
     if isinstance(steps, int):
         if not 1 <= steps <= num_diffusion_steps:
             raise ValueError(f"number of sampling steps must be in 1..{num_diffusion_steps}, got {steps}")
@@ -52,6 +55,25 @@ def respaced_coefficients(schedule: NoiseSchedule, timesteps: Sequence[int]) -> 
         "coef_x0": abar_prev.sqrt() * beta / (1 - abar),
         "coef_xt": (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar),
     }
+
+
+def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on the CPU (where the generator lives)."""
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+
+
+def _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback) -> torch.Tensor:
+    """The DDPM reverse chain over ``ts``: posterior mean at the predicted x0, plus ``var[i]`` noise."""
+    c = respaced_coefficients(schedule, ts)
+    x = noise
+    for i, t in enumerate(ts):
+        x0, _ = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised)
+        x = float(c["coef_x0"][i]) * x0 + float(c["coef_xt"][i]) * x
+        if i < len(ts) - 1:
+            x = x + float(var[i].sqrt()) * _randn(x, generator)
+        if callback is not None:
+            callback(i, t, x)
+    return x
 
 
 def _denoise(model_fn, prediction, x, t, abar, clip):
@@ -88,16 +110,7 @@ def sample_ddpm(
     ts = sampling_timesteps(schedule.num_steps, steps)
     c = respaced_coefficients(schedule, ts)
     var = c["beta"] if variance == "fixedlarge" else c["posterior_var"]
-    x = noise
-    for i, t in enumerate(ts):
-        x0, _ = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised)
-        x = float(c["coef_x0"][i]) * x0 + float(c["coef_xt"][i]) * x
-        if i < len(ts) - 1:
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + float(var[i].sqrt()) * z
-        if callback is not None:
-            callback(i, t, x)
-    return x
+    return _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback)
 
 
 @torch.no_grad()
@@ -122,13 +135,11 @@ def sample_ddim(
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
         x = float(abar_prev.sqrt()) * x0 + float((1 - abar_prev - sigma**2).clamp(min=0).sqrt()) * eps
         if eta > 0 and i < len(ts) - 1:
-            x = x + float(sigma) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + float(sigma) * _randn(x, generator)
         if callback is not None:
             callback(i, t, x)
     return x
 
-
-SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim}
 
 
 @torch.no_grad()
@@ -179,7 +190,8 @@ def analytic_variances(schedule: NoiseSchedule, timesteps: Sequence[int], gamma:
     ``gamma[i] = E ||eps_theta(x_t, t)||^2 / d`` at ``timesteps[i]``. For the jump t -> s:
     ``sigma^2 = lambda^2 + (sqrt(beta_bar_t / alpha) - sqrt(beta_bar_s - lambda^2))^2 (1 - gamma)``,
     with ``lambda^2`` the posterior variance, ``alpha = abar_t / abar_s`` and ``beta_bar = 1 - abar``.
-    ``1 - gamma`` is clipped to [0, 1], which keeps the variance between the two DDPM choices' bounds.
+    ``1 - gamma`` is clipped to [0, 1], which keeps the variance between Analytic-DPM's own bounds:
+    the posterior variance (gamma = 1) and ``lambda^2 + (...)^2`` (gamma = 0).
     """
     c = respaced_coefficients(schedule, timesteps)
     lam2 = c["posterior_var"]
@@ -206,7 +218,7 @@ def estimate_gamma(
     out = []
     for t in timesteps:
         t_batch = torch.full((x0.shape[0],), int(t), device=x0.device, dtype=torch.long)
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        noise = _randn(x0, generator)
         x_t = q_sample(schedule, x0, t_batch, noise)
         abar = schedule.alphas_cumprod[int(t)].to(x0.dtype)
         _, eps = to_x0_eps(prediction, model_fn(x_t, t_batch), x_t, abar)
@@ -231,18 +243,13 @@ def sample_analytic_dpm(
     ts = sampling_timesteps(schedule.num_steps, steps)
     if gamma is None or len(gamma) != len(ts):
         raise ValueError(f"Analytic-DPM needs gamma at each of the {len(ts)} sampling steps (see estimate_gamma)")
-    c = respaced_coefficients(schedule, ts)
     var = analytic_variances(schedule, ts, gamma)
-    x = noise
-    for i, t in enumerate(ts):
-        x0, _ = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised)
-        x = float(c["coef_x0"][i]) * x0 + float(c["coef_xt"][i]) * x
-        if i < len(ts) - 1:
-            x = x + float(var[i].sqrt()) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        if callback is not None:
-            callback(i, t, x)
-    return x
+    return _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback)
 
 
-SAMPLERS["dpm-solver++"] = sample_dpm_solver_pp
-SAMPLERS["analytic-dpm"] = sample_analytic_dpm
+SAMPLERS = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "dpm-solver++": sample_dpm_solver_pp,
+    "analytic-dpm": sample_analytic_dpm,
+}

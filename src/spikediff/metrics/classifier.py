@@ -8,7 +8,6 @@ and are always labelled with the classifier's name. The weights ship in the pack
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -27,10 +26,6 @@ FEATURE_DIM = 256
 
 def packaged_weights(dataset: str) -> Path:
     return WEIGHTS_DIR / f"{dataset}_classifier.safetensors"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class DatasetClassifier(nn.Module):

@@ -56,7 +56,9 @@ def evaluate_images(
     mu, sigma = gaussian_stats(feats)
     kid_mean, kid_std = kid(ref["features"], feats, subset_size=min(kid_subset, len(feats)))
     is_mean, is_std = inception_score(logits)
-    precision, recall = precision_recall(ref["features"], feats)
+    # k-NN radii shrink as a set grows, so precision/recall compare equal-sized sets (Kynkäänniemi et al.)
+    n_pr = min(len(ref["features"]), len(feats))
+    precision, recall = precision_recall(ref["features"][:n_pr], feats[:n_pr])
     label = extractor.name
     return {
         "scores": {
@@ -75,5 +77,6 @@ def evaluate_images(
             "reference": f"{dataset} {split} split (FID statistics over all of it; KID and precision/recall "
                          f"over {len(ref['features'])} of its images)",
             "kid": f"unbiased MMD^2, cubic polynomial kernel, 100 subsets of {min(kid_subset, len(feats))}",
+            "precision_recall": f"k=3 manifolds of {n_pr} reference and {n_pr} generated images",
         },
     }

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spikediff.checkpoint import sha256_file
 from spikediff.data import to_model_range
-from spikediff.metrics.classifier import IMAGE_SIZE, load_classifier, packaged_weights, sha256
+from spikediff.metrics.classifier import IMAGE_SIZE, load_classifier, packaged_weights
 
 INCEPTION_ENV = "SPIKEDIFF_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -42,7 +43,7 @@ class FeatureExtractor:
         return np.concatenate(feats), np.concatenate(logits)
 
     def describe(self) -> dict:
-        return {"extractor": self.name, "weights": self.weights.name, "weights_sha256": sha256(self.weights),
+        return {"extractor": self.name, "weights": self.weights.name, "weights_sha256": sha256_file(self.weights),
                 "resizing": self.resizing}
 
 

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 from spikediff.config import DataConfig
-from spikediff.data import load_dataset, to_model_range
+from spikediff.data import load_dataset, to_model_range, to_uint8
 from spikediff.metrics.extractors import FeatureExtractor
-from spikediff.sample import to_uint8
 
 MAX_REFERENCE_FEATURES = 10_000  # kept for KID and precision/recall; FID statistics use the whole split
 

@@ -58,9 +58,10 @@ def lif_sequence(x_seq: torch.Tensor, p: NeuronConfig, v_threshold: float | None
 
 
 class SpikingNeuron(nn.Module):
-    """Base of the neuron modules: holds the parameters and a plain, scalable ``v_threshold``."""
+    """Base of the neuron modules: holds the parameters and a plain, scalable ``v_threshold``;
+    subclasses set ``dynamics``, the sequence function they run."""
 
-    dynamics = staticmethod(if_sequence)
+    dynamics: staticmethod
 
     def __init__(self, params: NeuronConfig | None = None) -> None:
         super().__init__()

@@ -10,6 +10,11 @@ import torch
 import torch.distributed as dist
 
 
+def default_device() -> torch.device:
+    """The first GPU if there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
@@ -30,7 +35,7 @@ def init_distributed(device: torch.device | None) -> tuple[Dist, torch.device]:
     local GPU on CUDA and gloo on the CPU; a plain launch is a world of one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist(), device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return Dist(), device or default_device()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
@@ -47,6 +52,15 @@ def mean_over_ranks(value: float, d: Dist, device: torch.device) -> float:
     v = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(v)
     return v.item() / d.world
+
+
+def all_ranks(flag: bool, d: Dist, device: torch.device) -> bool:
+    """True only if ``flag`` holds on every rank (one all-reduce; a plain ``flag`` in one process)."""
+    if not d.enabled:
+        return flag
+    v = torch.tensor([0.0 if flag else 1.0], device=device)
+    dist.all_reduce(v, op=dist.ReduceOp.MAX)
+    return v.item() == 0.0
 
 
 def ranks_in_sync(model: torch.nn.Module, d: Dist, device: torch.device) -> bool:

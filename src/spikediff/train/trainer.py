@@ -4,7 +4,8 @@ on one process or many (torchrun, DDP).
 Reproducible by construction: the batch order, the flips, the diffusion steps and the noise of
 step ``s`` are drawn from generators seeded with ``(seed, s)`` for the whole global batch, and each
 rank takes its share; so a resumed run sees exactly the data and noise an uninterrupted one would
-have, and N ranks of batch b see what one process of batch N*b sees.
+have, and N ranks of batch b draw what one process of batch N*b draws (with GroupNorm models they
+compute the same step; with BatchNorm the statistics are per rank and per micro-batch).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from spikediff.checkpoint import (
+    EMA_FILE,
     RUN_CHECKPOINTS,
+    WEIGHTS_FILE,
     build,
     load_trainer_state,
     load_weights,
@@ -35,15 +38,18 @@ from spikediff.data import InMemoryImages, batch_transform, load_dataset
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.precision import precision_context
 from spikediff.sample import generate, save_grid
-from spikediff.train.distributed import Dist, barrier, init_distributed, mean_over_ranks, ranks_in_sync
+from spikediff.train.distributed import (
+    Dist,
+    all_ranks,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    ranks_in_sync,
+)
 from spikediff.train.ema import EMA
 
 RUN_CONFIG = "config.json"
 LOG_FILE = "log.jsonl"
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _step_seed(seed: int, step: int, stream: int) -> int:
@@ -160,16 +166,16 @@ def train(
     model = build(config).to(device)
     if init_from is not None:
         # a plain Spiking U-Net starts a TSM model: its per-step scales keep their initial 1.0
-        load_weights(model, resolve(init_from) / "model.safetensors", device, missing_ok=("tsm_p",))
+        load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup) if t.ema_decay else None
     start = 0
     if resume:
         ckpt = resolve(out_dir)
-        load_weights(model, ckpt / "model.safetensors", device)
+        load_weights(model, ckpt / WEIGHTS_FILE, device)
         if ema is not None:
-            load_weights(ema.shadow, ckpt / "ema.safetensors", device)
+            load_weights(ema.shadow, ckpt / EMA_FILE, device)
         state = load_trainer_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -206,7 +212,7 @@ def train(
     micro = local // t.grad_accum
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
     bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
-    loss_value, rate, step, stopped_early = float("nan"), 0.0, start, False
+    loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
     model.train()
     tic = time.perf_counter()
     log = open(out_dir / LOG_FILE, "a") if d.main else None
@@ -225,24 +231,25 @@ def train(
             for k in range(t.grad_accum):
                 part = slice(k * micro, (k + 1) * micro)
                 sync = k == t.grad_accum - 1 or not d.enabled
-                with (step_model.no_sync() if not sync else contextlib.nullcontext()), autocast:
-                    loss = diffusion_loss(step_model, schedule, x0[part], config.diffusion.prediction,
-                                          t=ts[part], noise=noise[part])
-                    if not torch.isfinite(loss):
-                        last = run_checkpoints(out_dir)
-                        raise FloatingPointError(
-                            f"loss is {loss.item()} at step {step}; stopped. The last good checkpoint is "
-                            f"{last[-1] if last else 'none (no checkpoint was written yet)'}"
-                        )
+                with step_model.no_sync() if not sync else contextlib.nullcontext():
+                    with autocast:
+                        loss = diffusion_loss(step_model, schedule, x0[part], config.diffusion.prediction,
+                                              t=ts[part], noise=noise[part])
                     (loss / t.grad_accum).backward()
                 loss_sum += loss.item() / t.grad_accum
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
+            # every rank decides together, so that none stops while the others wait in a collective
+            if not all_ranks(math.isfinite(loss_sum) and bool(torch.isfinite(norm)), d, device):
+                last = run_checkpoints(out_dir)
+                raise FloatingPointError(
+                    f"loss is {loss_sum} (gradient norm {norm.item()}) at step {step} on some rank; stopped before "
+                    f"the update. The last good checkpoint is {last[-1] if last else 'none (none written yet)'}"
+                )
             optimizer.step()
             scheduler.step()
             if ema is not None:
                 ema.update(model, step)
-            done = step + 1
+            done = completed = step + 1
             loss_value = mean_over_ranks(loss_sum, d, device)
             toc = time.perf_counter()
             rate, tic = t.batch_size / (toc - tic), toc
@@ -253,30 +260,29 @@ def train(
                 log.flush()
             if d.main and t.sample_every and done % t.sample_every == 0:
                 sample_grid(done)
-            out_of_time = time.monotonic() > deadline
+            out_of_time = not all_ranks(time.monotonic() <= deadline, d, device)
             if done % t.save_every == 0 or done == t.total_steps or out_of_time:
                 checkpoint(done)
-            step = done
             if out_of_time:
                 stopped_early = done < t.total_steps
                 break
             tic = time.perf_counter()
     except (KeyboardInterrupt, torch.OutOfMemoryError):
         # Ctrl-C or out of memory: keep what the completed steps learned, then stop.
-        if step > start and not (out_dir / RUN_CHECKPOINTS / f"step_{step:07d}").exists():
-            checkpoint(step)
+        if completed > start and not (out_dir / RUN_CHECKPOINTS / f"step_{completed:07d}").exists():
+            checkpoint(completed)
         raise
     finally:
         bar.close()
         if log:
             log.close()
     if not run_checkpoints(out_dir):
-        checkpoint(step)
+        checkpoint(completed)
     if d.enabled:
         in_sync = ranks_in_sync(model, d, device)
         if d.main:
             with open(out_dir / LOG_FILE, "a") as f:
-                f.write(json.dumps({"step": step, "ranks": d.world, "ranks_in_sync": in_sync}) + "\n")
+                f.write(json.dumps({"step": completed, "ranks": d.world, "ranks_in_sync": in_sync}) + "\n")
         barrier(d)
-    return TrainResult(out_dir, step, loss_value, rate, stopped_early)
+    return TrainResult(out_dir, completed, loss_value, rate, stopped_early)
 
