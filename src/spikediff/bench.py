@@ -18,7 +18,8 @@ from spikediff.config import Config
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import precision_context
-from spikediff.train.trainer import default_device, make_optimizer, prepare_for_training
+from spikediff.train.distributed import default_device
+from spikediff.train.trainer import make_optimizer, prepare_for_training
 
 
 def _peak_memory_mb(device: torch.device) -> float:
