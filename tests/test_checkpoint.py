@@ -43,7 +43,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     randomise_batchnorm(model)
     model.eval()
     spikediff.save(model, cfg, tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["checksums.json", "config.json", "model.safetensors"]
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == ["checksums.json", "config.json", "model.safetensors"]
     loaded = spikediff.load(tmp_path / "ckpt")
     assert not loaded.training and spikediff.load_config(tmp_path / "ckpt") == cfg
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([1, 600])
