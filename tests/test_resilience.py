@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -167,3 +168,14 @@ def test_two_ranks_of_the_snn_stay_in_sync_and_track_one_process(tmp_path):
     assert last == {"step": 4, "ranks": 2, "ranks_in_sync": True}
     # per-rank BatchNorm statistics (batch 4 instead of 8) make the curves close, not equal
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=0.1)
+
+
+def test_sampling_sharded_over_two_ranks_equals_one_process(straight_run, tmp_path):
+    common = ["sample", str(straight_run), "--num-samples", "6", "--batch-size", "2", "--steps", "3", "--sampler", "ddpm",
+              "--no-png", "--no-progress"]
+    subprocess.run(torchrun(2, *common, "--out", str(tmp_path / "ddp")), env=ENV, check=True, capture_output=True)
+    subprocess.run(cli(*common, "--out", str(tmp_path / "single")), env=ENV, check=True, capture_output=True)
+    ddp = np.load(tmp_path / "ddp" / "samples.npz")["images"]
+    single = np.load(tmp_path / "single" / "samples.npz")["images"]
+    assert ddp.shape == (6, 32, 32, 1) and np.array_equal(ddp, single)  # ancestral noise included
+    assert json.loads((tmp_path / "ddp" / "sampling.json").read_text())["ranks"] == 2

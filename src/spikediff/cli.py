@@ -13,7 +13,7 @@ import torch
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
-from spikediff.train.distributed import default_device
+from spikediff.train.distributed import default_device, init_distributed
 
 
 def _model_summary(model: torch.nn.Module) -> str:
@@ -77,18 +77,21 @@ def cmd_sample(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
+    d, device = init_distributed(torch.device(args.device) if args.device else None)  # torchrun shards sampling
     config = checkpoint.load_config(args.checkpoint)
-    device = args.device or default_device()
     model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
     extra = _sampler_options(args, model, config)
-    batches = -(-args.num // args.batch_size)
-    with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress) as bar:
+    batches = -(-args.num // (args.batch_size * d.world))
+    with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
                           on_step=bar.update, threshold=args.threshold, precision=args.precision, **extra)
+    if not d.main:
+        return
     save_samples(images, out, individual=not args.no_png)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
-            "seed": args.seed, "ema": args.ema, "threshold": args.threshold, "precision": args.precision, **shown}
+            "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
+            "precision": args.precision, **shown}
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
     if args.evaluate:
@@ -323,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("checkpoint", help="checkpoint or run directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--num", type=int, default=64)
+    p.add_argument("--num", "--num-samples", dest="num", type=int, default=64,
+                   help="number of images (write --num-samples under torchrun: its options start with --num)")
     _add_sampler_args(p)
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
     p.add_argument("--device")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 from torch import nn
 
@@ -38,11 +39,14 @@ def generate(
 ) -> torch.Tensor:
     """``num`` images as uint8 ``[N, C, H, W]``.
 
-    The initial noise of every image comes from one generator seeded with ``seed``, so image ``i``
-    starts from the same noise whatever the batch size. ``on_step`` is called after every network
-    evaluation (for progress bars). The model is put in eval mode (BatchNorm running statistics).
-    ``threshold`` scales every neuron's threshold during sampling only (threshold guidance);
-    ``precision="bf16"`` runs the network under bfloat16 autocast (membranes stay fp32).
+    The initial noise of every image comes from one generator seeded with ``seed``, and the sampler's
+    own draws for the batch starting at image ``i`` from a generator seeded with ``(seed, i)``; so
+    the images do not depend on how batches are spread over processes. Under torch.distributed
+    (torchrun) the batches are dealt out to the ranks and gathered: every rank returns all images.
+    ``on_step`` is called after every network evaluation (for progress bars). The model is put in
+    eval mode (BatchNorm running statistics). ``threshold`` scales every neuron's threshold during
+    sampling only (threshold guidance); ``precision="bf16"`` runs the network under bfloat16
+    autocast (membranes stay fp32).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
@@ -50,24 +54,28 @@ def generate(
     model.eval()
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=gen)
+    noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=torch.Generator().manual_seed(seed))
     callback = (lambda i, t, x: on_step(1)) if on_step else None
-    out = []
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    mine = {}
     with threshold_scale(model, threshold), precision_context(precision, device):
-        for start in range(0, num, batch_size):
+        for start in range(rank * batch_size, num, world * batch_size):
             x = SAMPLERS[sampler](
                 model,
                 schedule,
                 noise[start : start + batch_size].to(device),
                 steps,
-                generator=gen,
+                generator=torch.Generator().manual_seed(seed * 1_000_003 + start + 1),
                 prediction=config.diffusion.prediction,
                 callback=callback,
                 **sampler_kwargs,
             )
-            out.append(to_uint8(x.float()).cpu())
-    return torch.cat(out)
+            mine[start] = to_uint8(x.float()).cpu()
+    if world > 1:
+        parts: list[dict] = [{} for _ in range(world)]
+        dist.all_gather_object(parts, mine)
+        mine = {k: v for part in parts for k, v in part.items()}
+    return torch.cat([mine[k] for k in sorted(mine)])
 
 
 def analytic_gamma(
