@@ -171,8 +171,8 @@ def test_two_ranks_of_the_snn_stay_in_sync_and_track_one_process(tmp_path):
 
 
 def test_sampling_sharded_over_two_ranks_equals_one_process(straight_run, tmp_path):
-    common = ["sample", str(straight_run), "--num-samples", "6", "--batch-size", "2", "--steps", "3", "--sampler", "ddpm",
-              "--no-png", "--no-progress"]
+    common = ["sample", str(straight_run), "--num-samples", "6", "--batch-size", "2", "--steps", "3",
+              "--sampler", "ddpm", "--no-png", "--no-progress"]
     subprocess.run(torchrun(2, *common, "--out", str(tmp_path / "ddp")), env=ENV, check=True, capture_output=True)
     subprocess.run(cli(*common, "--out", str(tmp_path / "single")), env=ENV, check=True, capture_output=True)
     ddp = np.load(tmp_path / "ddp" / "samples.npz")["images"]
