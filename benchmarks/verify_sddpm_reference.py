@@ -1,11 +1,13 @@
 """Check that a checkpoint of the reference SDDPM code, imported with ``spikediff convert sddpm``,
-gives the reference model's outputs.
+gives the reference model's outputs (and, with ``--sdm``, the same for the SDM TSM model and
+``spikediff convert sdm``, given a checkout of AndyCao1125/SDM).
 
 Needs a checkout of AndyCao1125/SDDPM (only its ``model/`` folder is imported, nothing is copied)
 and SpikingJelly 0.0.0.0.14, the version the reference pins:
 
     pip install --no-deps spikingjelly==0.0.0.0.14
     python benchmarks/verify_sddpm_reference.py --reference-repo PATH/TO/SDDPM [--full]
+    python benchmarks/verify_sddpm_reference.py --reference-repo PATH/TO/SDM --sdm [--full]
 
 It builds the reference ``Spk_UNet`` with random weights and perturbed BatchNorm statistics, saves
 it as the reference does (``{'net_model': state_dict}``), imports the file, and compares outputs in
@@ -23,6 +25,7 @@ import torch
 
 import spikediff
 from spikediff.convert.sddpm import import_sddpm
+from spikediff.convert.sdm import import_sdm
 
 
 def main() -> None:
@@ -30,11 +33,17 @@ def main() -> None:
     parser.add_argument("--reference-repo", type=Path, required=True)
     parser.add_argument("--full", action="store_true", help="paper size (ch 128, [1,2,2,4], 2 blocks)")
     parser.add_argument("--spike-steps", type=int, default=4)
+    parser.add_argument("--sdm", action="store_true", help="the repository is AndyCao1125/SDM: check TSM")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(args.reference_repo))
-    from model.SpikingUNet import Spk_UNet  # the reference model, imported from its own checkout
     from spikingjelly.activation_based import functional
+
+    if args.sdm:  # the reference models, imported from their own checkouts
+        sys.path.insert(0, str(args.reference_repo / "SDM"))
+        from TSM import Spk_UNet_TSM as Spk_UNet
+    else:
+        sys.path.insert(0, str(args.reference_repo))
+        from model.SpikingUNet import Spk_UNet
 
     torch.manual_seed(0)
     if args.full:
@@ -49,11 +58,18 @@ def main() -> None:
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.3, 0.3)
+    for name, p in ref.named_parameters():
+        if name.endswith("tsmp"):
+            p.data.uniform_(0.5, 1.5)  # SDM: non-trivial per-step scales
     # The tail conv starts at gain 1e-5, which would hide the whole body behind the head's bias path.
-    torch.nn.init.xavier_uniform_(ref.tail_conv.weight)
+    tail = ref.tail_conv.tsmconv if args.sdm else ref.tail_conv
+    torch.nn.init.xavier_uniform_(tail.weight)
     with tempfile.TemporaryDirectory() as tmp:
         torch.save({"net_model": ref.state_dict()}, Path(tmp) / "ref.pt")
-        import_sddpm(Path(tmp) / "ref.pt", Path(tmp) / "ours", spike_steps=args.spike_steps)
+        if args.sdm:
+            import_sdm(Path(tmp) / "ref.pt", Path(tmp) / "ours")
+        else:
+            import_sddpm(Path(tmp) / "ref.pt", Path(tmp) / "ours", spike_steps=args.spike_steps)
         ours = spikediff.load(Path(tmp) / "ours")
     ref.eval()
     x = torch.randn(4, img_ch, 32, 32) * 1.5
