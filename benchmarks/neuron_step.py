@@ -1,0 +1,67 @@
+"""Multi-step IF neuron, forward + backward on the same tensors: spikediff's neuron (eager and
+torch.compile'd) against SpikingJelly's multi-step IFNode (torch backend; eager and compiled), when
+SpikingJelly is importable in this environment.
+
+    python benchmarks/neuron_step.py [--shape 4,32,64,16,16]
+
+SpikingJelly 2.0 and 0.0.0.0.14 cannot share an environment; run this once in each (e.g. a venv
+with ``pip install --no-deps spikingjelly==2.0.0``) and compare the printed rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from spikediff.config import NeuronConfig
+from spikediff.snn import if_sequence
+
+
+def timed(fn, x: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn(x).sum().backward()
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn(x).sum().backward()
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", default="4,32,64,16,16", help="T,B,C,H,W")
+    args = parser.parse_args()
+    shape = tuple(int(v) for v in args.shape.split(","))
+    x = (torch.randn(shape) * 0.7 + 0.4).requires_grad_()
+    params = NeuronConfig()
+
+    def ours(z: torch.Tensor) -> torch.Tensor:
+        return if_sequence(z, params, 1.0)
+
+    rows = {"spikediff IF, eager": timed(ours, x), "spikediff IF, torch.compile": timed(torch.compile(ours), x)}
+    try:
+        import spikingjelly
+        from spikingjelly.activation_based import neuron, surrogate
+
+        version = getattr(spikingjelly, "__version__", "0.0.0.0.14")
+        sj = neuron.IFNode(surrogate_function=surrogate.ATan(), step_mode="m", backend="torch")
+
+        def theirs(z: torch.Tensor) -> torch.Tensor:
+            sj.reset()
+            return sj(z)
+
+        rows[f"SpikingJelly {version} IFNode, eager"] = timed(theirs, x)
+        rows[f"SpikingJelly {version} IFNode, torch.compile"] = timed(torch.compile(theirs), x)
+    except ImportError:
+        pass
+    for name, ms in rows.items():
+        print(json.dumps({"neuron": name, "shape": shape, "threads": torch.get_num_threads(), "ms_fwd_bwd": round(ms, 2)}))
+
+
+if __name__ == "__main__":
+    main()
