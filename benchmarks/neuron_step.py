@@ -60,7 +60,8 @@ def main() -> None:
     except ImportError:
         pass
     for name, ms in rows.items():
-        print(json.dumps({"neuron": name, "shape": shape, "threads": torch.get_num_threads(), "ms_fwd_bwd": round(ms, 2)}))
+        row = {"neuron": name, "shape": shape, "threads": torch.get_num_threads(), "ms_fwd_bwd": round(ms, 2)}
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":
