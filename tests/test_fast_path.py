@@ -69,3 +69,16 @@ def test_bench_command_reports_throughput(capsys):
     row = json.loads(capsys.readouterr().out)
     assert row["kind"] == "train" and row["grad_checkpointing"] and row["images_per_s"] > 0
     assert row["peak_memory_mb"] > 0
+
+
+def test_sampling_with_folded_batchnorm_gives_the_same_images():
+    from spikediff.sample import generate
+
+    cfg = replace(spikediff.get_preset("fmnist-snn-small"), model=TINY_SNN)
+    model = spikediff.build(cfg)
+    randomise_batchnorm(model)
+    plain = generate(model, cfg, 4, "ddim", 3, seed=1, batch_size=4)
+    folded = generate(model, cfg, 4, "ddim", 3, seed=1, batch_size=4, fold_bn=True)
+    assert plain.shape == folded.shape == (4, 1, 32, 32)
+    assert (plain.int() - folded.int()).abs().float().mean() < 0.5  # uint8 rounding at most
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.stem.modules())  # the model itself is untouched

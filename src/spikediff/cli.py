@@ -84,14 +84,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
     batches = -(-args.num // (args.batch_size * d.world))
     with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
-                          on_step=bar.update, threshold=args.threshold, precision=args.precision, **extra)
+                          on_step=bar.update, threshold=args.threshold, precision=args.precision,
+                          fold_bn=args.fold_bn, **extra)
     if not d.main:
         return
     save_samples(images, out, individual=not args.no_png)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
-            "precision": args.precision, **shown}
+            "precision": args.precision, "fold_bn": args.fold_bn, **shown}
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
     if args.evaluate:
@@ -210,7 +211,8 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
     for threshold in _parse_range(args.thresholds):
         args.threshold = threshold
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
-                          threshold=threshold, precision=args.precision, **_sampler_options(args, model, config))
+                          threshold=threshold, precision=args.precision, fold_bn=args.fold_bn,
+                          **_sampler_options(args, model, config))
         result = evaluate_images(images, dataset, args.features, args.split, args.inception_weights, args.data_dir)
         scores = result["scores"]
         rows.append({"threshold": threshold, **scores})
@@ -285,6 +287,7 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast (faster on CPUs "
                    "with AVX512-BF16 and on GPUs)")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convs for sampling (faster)")
 
 
 def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:

@@ -16,6 +16,7 @@ from torch import nn
 from spikediff.config import Config
 from spikediff.data.transforms import to_uint8
 from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sampling_timesteps
+from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import precision_context
 from spikediff.snn import threshold_scale
 
@@ -35,6 +36,7 @@ def generate(
     on_step: Callable[[int], None] | None = None,
     threshold: float = 1.0,
     precision: str = "fp32",
+    fold_bn: bool = False,
     **sampler_kwargs,
 ) -> torch.Tensor:
     """``num`` images as uint8 ``[N, C, H, W]``.
@@ -46,12 +48,16 @@ def generate(
     ``on_step`` is called after every network evaluation (for progress bars). The model is put in
     eval mode (BatchNorm running statistics). ``threshold`` scales every neuron's threshold during
     sampling only (threshold guidance); ``precision="bf16"`` runs the network under bfloat16
-    autocast (membranes stay fp32).
+    autocast (membranes stay fp32); ``fold_bn`` samples with a copy whose BatchNorms are folded into
+    the convs before them (same function up to rounding; 2.17x the reference code's speed together
+    with bf16, benchmarks/RESULTS.md).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
+    if fold_bn:
+        model = fold_batchnorm(model)
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
     noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=torch.Generator().manual_seed(seed))
