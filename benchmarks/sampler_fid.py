@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 import spikediff  # noqa: E402
 from spikediff.metrics import evaluate_images  # noqa: E402
+from spikediff.metrics.reference import reference_images  # noqa: E402
 from spikediff.sample import analytic_gamma, generate  # noqa: E402
 
 DEFAULT_GRID = "ddim:10,ddim:20,ddim:50,ddim:100,dpm-solver++:10,dpm-solver++:20,analytic-dpm:50,analytic-dpm:100"
@@ -34,10 +35,10 @@ DEFAULT_GRID = "ddim:10,ddim:20,ddim:50,ddim:100,dpm-solver++:10,dpm-solver++:20
 def run_one(model, config, ckpt, sampler: str, steps: int, num: int, args, threshold: float = 1.0) -> dict:
     extra = {}
     if sampler == "analytic-dpm":
-        extra["gamma"] = analytic_gamma(model, config, steps, ckpt, threshold=threshold)
+        extra["gamma"] = analytic_gamma(model, config, steps, ckpt, num_images=args.gamma_images, threshold=threshold)
     tic = time.perf_counter()
     images = generate(model, config, num, sampler, steps, args.seed, args.batch_size, "cpu",
-                      threshold=threshold, precision=args.precision, **extra)
+                      threshold=threshold, precision=args.precision, fold_bn=True, **extra)
     seconds = time.perf_counter() - tic
     scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
     row = {"sampler": sampler, "nfe": steps, "num_samples": num, "threshold": threshold,
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--gamma-images", type=int, default=256, help="images for Analytic-DPM's statistic")
+    parser.add_argument("--real-baseline", action="store_true", help="also score --num real test images")
     parser.add_argument("--out", default="benchmarks/results/sampler_fid")
     args = parser.parse_args()
 
@@ -76,6 +79,11 @@ def main() -> None:
         if args.ddpm1000_num:
             grid.append(("ddpm", 1000, args.ddpm1000_num))
         rows = [run_one(model, config, ckpt, sampler, steps, num, args) for sampler, steps, num in grid]
+        if args.real_baseline:  # the same protocol on real test images: the floor of this FID at this count
+            images = reference_images(config.data.dataset, "test", config.model.image_size)[: args.num]
+            scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
+            rows.append({"sampler": "real test images", "nfe": 0, "num_samples": args.num, "threshold": 1.0,
+                         "sampling_seconds": 0.0, **scores})
         (out / "fid_vs_nfe.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         fid_key = next(k for k in rows[0] if k.startswith("FID"))
         lines = ["| sampler | NFE | samples | " + fid_key + " | precision | recall | sampling s |", "|---" * 7 + "|"]
@@ -86,13 +94,16 @@ def main() -> None:
                          f"{rec:.3f} | {r['sampling_seconds']} |")
         (out / "fid_vs_nfe.md").write_text("\n".join(lines) + "\n")
         fig, ax = plt.subplots(figsize=(6, 4))
-        for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        for sampler in dict.fromkeys(r["sampler"] for r in rows if r["nfe"]):
             pts = [(r["nfe"], r[fid_key]) for r in rows if r["sampler"] == sampler]
             ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
         ax.set_xscale("log")
         ax.set_xlabel("network evaluations (NFE)")
         ax.set_ylabel(fid_key)
         ax.set_title(f"{config.name}: {args.num} samples (DDPM-1000: {args.ddpm1000_num})")
+        for r in rows:
+            if not r["nfe"]:
+                ax.axhline(r[fid_key], color="grey", ls="--", label=r["sampler"])
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / "fid_vs_nfe.png", dpi=120)
