@@ -45,11 +45,15 @@ def main() -> None:
 
     rows = {"spikediff IF, eager": timed(ours, x), "spikediff IF, torch.compile": timed(torch.compile(ours), x)}
     try:
-        import spikingjelly
+        from importlib.metadata import version as installed_version
+
         from spikingjelly.activation_based import neuron, surrogate
 
-        version = getattr(spikingjelly, "__version__", "0.0.0.0.14")
-        sj = neuron.IFNode(surrogate_function=surrogate.ATan(), step_mode="m", backend="torch")
+        version = installed_version("spikingjelly")
+        try:
+            sj = neuron.IFNode(surrogate_function=surrogate.ATan(), step_mode="m", backend="torch")
+        except TypeError:  # SpikingJelly 2.0 has no backend argument: its IFNode is plain torch
+            sj = neuron.IFNode(surrogate_function=surrogate.ATan(), step_mode="m")
 
         def theirs(z: torch.Tensor) -> torch.Tensor:
             sj.reset()
