@@ -12,6 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from spikediff.energy.report import EnergyReport  # noqa: E402
 
 
+def _save_layer_plot(fig, ax, names: list[str], ylabel: str, title: str, path: str | Path) -> Path:
+    """Label a per-layer plot (one tick per layer), add the legend and write it as a PNG."""
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_energy_by_layer(report: EnergyReport, path: str | Path) -> Path:
     """Stacked bars per layer: energy of real-valued MACs and of spike-driven ACs, in nJ."""
     names = [layer.name for layer in report.layers]
@@ -20,14 +32,8 @@ def plot_energy_by_layer(report: EnergyReport, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.22), 4.5))
     ax.bar(range(len(names)), mac, label=f"MAC ({report.energy_model.e_mac_pj} pJ)", color="tab:red")
     ax.bar(range(len(names)), ac, bottom=mac, label=f"AC ({report.energy_model.e_ac_pj} pJ)", color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-    ax.set_ylabel("energy per image and evaluation (nJ)")
-    ax.set_title(f"{report.model}: {report.energy_mj:.3f} mJ per evaluation ({report.energy_model.name})")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    title = f"{report.model}: {report.energy_mj:.3f} mJ per evaluation ({report.energy_model.name})"
+    return _save_layer_plot(fig, ax, names, "energy per image and evaluation (nJ)", title, path)
 
 
 def plot_firing_rates(report: EnergyReport, path: str | Path) -> Path:
@@ -36,12 +42,6 @@ def plot_firing_rates(report: EnergyReport, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(8, len(layers) * 0.25), 4.5))
     for t in report.diffusion_steps_measured:
         ax.plot(range(len(layers)), [layer.firing_rate_by_t[t] for layer in layers], marker="o", ms=3, label=f"t={t}")
-    ax.set_xticks(range(len(layers)), [layer.name for layer in layers], rotation=90, fontsize=6)
-    ax.set_ylabel("input firing rate")
     ax.set_ylim(0, max([0.05] + [max(layer.firing_rate_by_t.values()) for layer in layers]) * 1.1)
-    ax.set_title(f"{report.model}: firing rate by layer and diffusion step")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    title = f"{report.model}: firing rate by layer and diffusion step"
+    return _save_layer_plot(fig, ax, [layer.name for layer in layers], "input firing rate", title, path)
