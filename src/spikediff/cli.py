@@ -13,7 +13,7 @@ import torch
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
-from spikediff.train.distributed import default_device, init_distributed
+from spikediff.train.distributed import default_device, init_distributed, shutdown
 
 
 def _model_summary(model: torch.nn.Module) -> str:
@@ -87,6 +87,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
                           on_step=bar.update, threshold=args.threshold, precision=args.precision,
                           fold_bn=args.fold_bn, **extra)
     if not d.main:
+        shutdown(d)
         return
     save_samples(images, out, individual=not args.no_png)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
@@ -98,6 +99,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if args.evaluate:
         args.dataset = args.dataset or config.data.dataset
         _evaluate_and_report(images, args, out / f"metrics-{args.features}.json", {"sampling": meta})
+    shutdown(d)
 
 
 def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra: dict | None = None) -> None:

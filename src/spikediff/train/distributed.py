@@ -78,3 +78,11 @@ def ranks_in_sync(model: torch.nn.Module, d: Dist, device: torch.device) -> bool
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
+
+
+def shutdown(d: Dist) -> None:
+    """Wait for every rank, then leave the process group, so no rank exits while another still
+    talks to it."""
+    if d.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -45,6 +45,7 @@ from spikediff.train.distributed import (
     init_distributed,
     mean_over_ranks,
     ranks_in_sync,
+    shutdown,
 )
 from spikediff.train.ema import EMA
 
@@ -283,6 +284,6 @@ def train(
         if d.main:
             with open(out_dir / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": completed, "ranks": d.world, "ranks_in_sync": in_sync}) + "\n")
-        barrier(d)
+        shutdown(d)
     return TrainResult(out_dir, completed, loss_value, rate, stopped_early)
 
