@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from dataclasses import replace
 
+import pytest
 import torch
 
 import spikediff
@@ -82,3 +85,61 @@ def test_sampling_with_folded_batchnorm_gives_the_same_images():
     assert plain.shape == folded.shape == (4, 1, 32, 32)
     assert (plain.int() - folded.int()).abs().float().mean() < 0.5  # uint8 rounding at most
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.stem.modules())  # the model itself is untouched
+
+
+def test_stem_computed_once_equals_the_image_repeated_over_t(fmnist_batch):
+    """The stem's first Conv+BN runs once per image; outputs and gradients are those of T copies."""
+    from spikediff.models.layers import fold, unfold
+
+    torch.manual_seed(0)
+    stem = build_model(replace(TINY_SNN, spike_steps=4)).stem.train()
+    x = fmnist_batch[:8].clone().requires_grad_(True)
+    fast = stem(x, 4)
+    grad_fast = torch.autograd.grad(fast.square().mean(), [x, stem.conv_in.weight, stem.bn_in.weight])
+
+    def repeated(x):  # the reference's way: the image repeated T times through every layer
+        h = unfold(stem.bn_in(stem.conv_in(fold(x.unsqueeze(0).repeat(4, 1, 1, 1, 1)))), 4)
+        return unfold(stem.bn_out(stem.conv_out(fold(stem.neuron(h)))), 4)
+
+    slow = repeated(x)
+    grad_slow = torch.autograd.grad(slow.square().mean(), [x, stem.conv_in.weight, stem.bn_in.weight])
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grad_fast, grad_slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_tsm_stem_scales_each_step_of_the_repeated_image():
+    torch.manual_seed(0)
+    model = build_model(replace(TINY_SNN, tsm=True)).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        base = model.stem(x, 2)
+        model.stem.conv_in.tsm_p.copy_(torch.tensor([1.0, 0.0]))
+        scaled = model.stem(x, 2)
+    torch.testing.assert_close(scaled[0], base[0])
+    assert not torch.allclose(scaled[1], base[1])  # step 1's conv output was zeroed before BN
+
+
+def test_auto_precision_and_compile_choose_the_fast_path_only_where_it_helps(monkeypatch):
+    from spikediff import precision as prec
+
+    monkeypatch.setattr(prec, "_cpu_has_native_bf16", lambda: True)
+    assert prec.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(prec, "_cpu_has_native_bf16", lambda: False)
+    assert prec.resolve_precision("auto", "cpu") == "fp32"
+    assert prec.resolve_precision("bf16", "cpu") == "bf16"
+    assert isinstance(prec.precision_context("auto", "cpu"), contextlib.nullcontext)
+    assert not prec.resolve_compile("auto", 10, "cpu")  # too short to repay the compile time
+    assert prec.resolve_compile("auto", 5000, "cpu") == bool(shutil.which("cc") or shutil.which("gcc")
+                                                             or shutil.which("clang"))
+    assert prec.resolve_compile("on", 1, "cpu") and not prec.resolve_compile("off", 10**6, "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        prec.resolve_precision("fp16", "cpu")
+
+
+def test_configs_saved_with_a_boolean_compile_still_load():
+    cfg = spikediff.get_preset("fmnist-snn-small").to_dict()
+    cfg["train"]["compile"] = True
+    assert spikediff.Config.from_dict(cfg).train.compile == "on"
+    cfg["train"]["compile"] = False
+    assert spikediff.Config.from_dict(cfg).train.compile == "off"

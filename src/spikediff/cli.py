@@ -12,6 +12,7 @@ import torch
 
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
+from spikediff.precision import PRECISIONS, resolve_precision
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.train.distributed import default_device, init_distributed, shutdown
 
@@ -93,7 +94,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     shown = {k: v for k, v in extra.items() if k != "gamma"}
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
-            "precision": args.precision, "fold_bn": args.fold_bn, **shown}
+            "precision": resolve_precision(args.precision, device), "fold_bn": args.fold_bn, **shown}
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
     if args.evaluate:
@@ -239,7 +240,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from spikediff.bench import bench_sample, bench_train
 
     config = apply_overrides(get_preset(args.preset), args.set or [])
-    overrides = {"precision": args.precision, "compile": args.compile, "grad_checkpointing": args.grad_checkpointing}
+    overrides = {"precision": args.precision, "compile": "on" if args.compile else "off",
+                 "grad_checkpointing": args.grad_checkpointing}
     config = replace(config, train=replace(config.train, **overrides))
     batch = args.batch or config.train.batch_size
     if args.what == "train":
@@ -287,9 +289,10 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                    help="threshold guidance: scale every neuron's threshold at sampling (0.997 = SDDPM's best)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast (faster on CPUs "
-                   "with AVX512-BF16 and on GPUs)")
-    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convs for sampling (faster)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bf16: autocast, faster on CPUs with "
+                   "AVX512-BF16/AMX and on GPUs; auto (default): bf16 where the hardware has it, else fp32")
+    p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="fold BatchNorm into the convs for sampling (exact up to rounding; default on)")
 
 
 def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
@@ -388,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True)
     p.add_argument("--batch", type=int, help="default: the preset's batch size")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile (train)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")

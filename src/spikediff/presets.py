@@ -17,7 +17,8 @@ _GREY = {"img_ch": 1}
 # A Spiking U-Net small enough for ~1 hour of useful training on 2 CPU cores (issue 6's bench size).
 _SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=32)
 _SMALL_TRAIN = TrainConfig(
-    batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000, save_every=250, sample_every=500
+    batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000, save_every=250, sample_every=500,
+    precision="auto",
 )
 
 

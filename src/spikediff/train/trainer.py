@@ -36,7 +36,7 @@ from spikediff.checkpoint import (
 from spikediff.config import Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
-from spikediff.precision import precision_context
+from spikediff.precision import precision_context, resolve_compile, resolve_precision
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
     Dist,
@@ -83,14 +83,16 @@ def lr_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
-def prepare_for_training(model: torch.nn.Module, config: Config) -> torch.nn.Module:
+def prepare_for_training(model: torch.nn.Module, config: Config, steps_to_run: int = 0,
+                         device: torch.device | str = "cpu") -> torch.nn.Module:
     """The callable the training step runs: ``model`` with gradient checkpointing switched on and/or
-    compiled, as the config asks. Checkpoints and sampling always use the plain ``model``."""
+    compiled, as the config asks (``compile="auto"`` decides from ``steps_to_run`` and ``device``).
+    Checkpoints and sampling always use the plain ``model``."""
     if config.train.grad_checkpointing:
         if not hasattr(model, "grad_checkpointing"):
             raise ValueError(f"{config.model.arch} does not support gradient checkpointing")
         model.grad_checkpointing = True
-    return torch.compile(model) if config.train.compile else model
+    return torch.compile(model) if resolve_compile(config.train.compile, steps_to_run, device) else model
 
 
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
@@ -184,7 +186,11 @@ def train(
     if d.main:
         (out_dir / RUN_CONFIG).write_text(config.to_json())
         _truncate_log(out_dir / LOG_FILE, start)
-    step_model = prepare_for_training(model, config)
+    step_model = prepare_for_training(model, config, t.total_steps - start, device)
+    if d.main and progress:
+        compiled = step_model is not model
+        print(f"fast path: {resolve_precision(t.precision, device)}{', torch.compile' if compiled else ''}"
+              f"{', gradient checkpointing' if t.grad_checkpointing else ''} on {device}", flush=True)
     if d.enabled:
         if t.sync_bn and device.type == "cuda":
             step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
