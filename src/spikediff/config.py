@@ -35,7 +35,7 @@ class NeuronConfig:
 class ModelConfig:
     """A backbone: ``arch`` picks it, the rest sizes it (names follow the DDPM U-Net)."""
 
-    arch: str = "spiking_unet"  # "spiking_unet" | "ann_unet"
+    arch: str = "spiking_unet"  # "spiking_unet" | "ann_unet" | "qann_unet" | "converted_snn" (ANN-to-SNN)
     image_size: int = 32
     img_ch: int = 3
     ch: int = 128
@@ -43,7 +43,8 @@ class ModelConfig:
     num_res_blocks: int = 2
     dropout: float = 0.1
     attn_levels: tuple[int, ...] = ()  # ann_unet: levels whose res blocks get attention
-    spike_steps: int = 4  # spiking_unet: the papers' T
+    spike_steps: int = 4  # spiking_unet, converted_snn: the papers' T
+    quant_bits: int = 2  # qann_unet, converted_snn: b of the b-bit quantised ReLU (SDM's ANN-to-SNN)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     membrane_decay: float = 0.8  # spiking_unet: decay of the membrane output layer
     readout: str = "membrane"  # spiking_unet: "membrane" (SDDPM) | "mean" over T (FSDDIM-style)
@@ -82,8 +83,8 @@ class TrainConfig:
     ema_decay: float | None = None
     total_steps: int = 500_000
     seed: int = 0
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast: convs in bfloat16, neuron membranes in fp32)
-    compile: bool = False  # torch.compile the model (about 30 s per graph to compile on 2 CPU cores)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast, neuron membranes stay fp32) | "auto" (bf16 where native)
+    compile: str = "auto"  # torch.compile: "on" | "off" | "auto" (runs of >= 1000 steps; ~40 s to compile on a CPU)
     grad_checkpointing: bool = False  # recompute each block in backward: less activation memory
     grad_accum: int = 1  # micro-batches per step (per rank)
     ema_warmup: bool = False  # EMA decay min(decay, (1 + step) / (10 + step)), as in many DDPM codebases
@@ -95,6 +96,10 @@ class TrainConfig:
     sample_num: int = 64  # images in a training sample grid
     sample_sampler: str = "ddim"
     sample_steps: int = 50
+
+    def __post_init__(self) -> None:
+        if isinstance(self.compile, bool):  # configs saved before "auto" existed held a bool
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
 
 
 @dataclass(frozen=True)
