@@ -3,6 +3,10 @@ trained checkpoint; optionally a threshold-guidance sweep. Writes JSON, a markdo
 
     python benchmarks/sampler_fid.py RUN_DIR --num 500 --out benchmarks/results/sampler_fid
     python benchmarks/sampler_fid.py RUN_DIR --num 500 --tg 0.995:1.005:0.002 --tg-sampler ddim --tg-steps 20
+    python benchmarks/sampler_fid.py RUN_DIR --grid ddim:100,ddim:50:100 --ddpm1000-num 100 --append
+
+Grid entries are ``sampler:steps`` or ``sampler:steps:num`` (their own sample count); ``--append``
+adds the rows to the JSON already in ``--out`` (replacing rows of the same sampler, steps and count).
 
 Every row uses the same seed (so the same initial noise) and states its sample count; the FID is
 against the whole Fashion-MNIST training split and is biased upward at small sample counts, so
@@ -39,6 +43,12 @@ def precision_recall_of(row: dict) -> tuple[float, float]:
     return prec, rec
 
 
+def parse_grid_entry(entry: str, default_num: int) -> tuple[str, int, int]:
+    """``sampler:steps`` or ``sampler:steps:num`` -> (sampler, steps, num)."""
+    parts = entry.split(":")
+    return parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else default_num
+
+
 def run_one(model, config, ckpt, sampler: str, steps: int, num: int, args, threshold: float = 1.0) -> dict:
     extra = {}
     if sampler == "analytic-dpm":
@@ -58,7 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--num", type=int, default=500)
-    parser.add_argument("--grid", default=DEFAULT_GRID, help="sampler:steps,... ")
+    parser.add_argument("--grid", default=DEFAULT_GRID, help="sampler:steps[:num],... ")
+    parser.add_argument("--append", action="store_true", help="merge with the rows already in --out")
     parser.add_argument("--ddpm1000-num", type=int, default=100, help="samples for DDPM-1000 (0 = skip)")
     parser.add_argument("--tg", help="threshold sweep start:stop:step")
     parser.add_argument("--tg-sampler", default="ddim")
@@ -82,15 +93,22 @@ def main() -> None:
             "command": "python benchmarks/sampler_fid.py " + " ".join(f"{k}={v}" for k, v in vars(args).items())}
     rows = []
     if not args.tg:
-        grid = [(s.split(":")[0], int(s.split(":")[1]), args.num) for s in args.grid.split(",")]
+        grid = [parse_grid_entry(entry, args.num) for entry in args.grid.split(",") if entry]
         if args.ddpm1000_num:
             grid.append(("ddpm", 1000, args.ddpm1000_num))
         rows = [run_one(model, config, ckpt, sampler, steps, num, args) for sampler, steps, num in grid]
-        if args.real_baseline:  # the same protocol on real test images: the floor of this FID at this count
-            images = reference_images(config.data.dataset, "test", config.model.image_size)[: args.num]
-            scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
-            rows.append({"sampler": "real test images", "nfe": 0, "num_samples": args.num, "threshold": 1.0,
-                         "sampling_seconds": 0.0, **scores})
+        if args.real_baseline:  # the same protocol on real test images: the floor of this FID at each count
+            for num in sorted({r["num_samples"] for r in rows}):
+                images = reference_images(config.data.dataset, "test", config.model.image_size)[:num]
+                scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
+                rows.append({"sampler": "real test images", "nfe": 0, "num_samples": num, "threshold": 1.0,
+                             "sampling_seconds": 0.0, **scores})
+        if args.append and (out / "fid_vs_nfe.json").is_file():
+            earlier = json.loads((out / "fid_vs_nfe.json").read_text())
+            new = {(r["sampler"], r["nfe"], r["num_samples"]) for r in rows}
+            rows = [r for r in earlier["rows"] if (r["sampler"], r["nfe"], r["num_samples"]) not in new] + rows
+            meta = {"runs": [*earlier["meta"].get("runs", [earlier["meta"]]), meta]}
+        rows.sort(key=lambda r: (r["sampler"] == "real test images", r["sampler"], r["num_samples"], r["nfe"]))
         (out / "fid_vs_nfe.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         fid_key = next(k for k in rows[0] if k.startswith("FID"))
         lines = ["| sampler | NFE | samples | " + fid_key + " | precision | recall | sampling s |", "|---" * 7 + "|"]
@@ -100,16 +118,16 @@ def main() -> None:
                          f"{rec:.3f} | {r['sampling_seconds']} |")
         (out / "fid_vs_nfe.md").write_text("\n".join(lines) + "\n")
         fig, ax = plt.subplots(figsize=(6, 4))
-        for sampler in dict.fromkeys(r["sampler"] for r in rows if r["nfe"]):
-            pts = [(r["nfe"], r[fid_key]) for r in rows if r["sampler"] == sampler]
-            ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
+        for sampler, num in dict.fromkeys((r["sampler"], r["num_samples"]) for r in rows if r["nfe"]):
+            pts = [(r["nfe"], r[fid_key]) for r in rows if (r["sampler"], r["num_samples"]) == (sampler, num)]
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{sampler} (N={num})")
         ax.set_xscale("log")
         ax.set_xlabel("network evaluations (NFE)")
         ax.set_ylabel(fid_key)
-        ax.set_title(f"{config.name}: {args.num} samples (DDPM-1000: {args.ddpm1000_num})")
+        ax.set_title(f"{config.name}: FID vs NFE (N = samples per point)")
         for r in rows:
             if not r["nfe"]:
-                ax.axhline(r[fid_key], color="grey", ls="--", label=r["sampler"])
+                ax.axhline(r[fid_key], color="grey", ls="--", label=f"{r['sampler']} (N={r['num_samples']})")
         ax.legend()
         fig.tight_layout()
         fig.savefig(out / "fid_vs_nfe.png", dpi=120)

@@ -27,6 +27,7 @@ OURS = [
     ("sample", ["--fold-bn"]),
     ("sample", ["--precision", "bf16"]),
     ("sample", ["--precision", "bf16", "--fold-bn"]),
+    ("sample", ["--precision", "bf16", "--fold-bn", "--compile"]),
 ]
 
 

@@ -1,6 +1,8 @@
-"""Shared fixtures: tiny model configs and a real Fashion-MNIST batch."""
+"""Shared fixtures: tiny model configs, a real Fashion-MNIST batch and a tiny Fashion-MNIST folder."""
 
 from __future__ import annotations
+
+import gzip
 
 import numpy as np
 import pytest
@@ -19,3 +21,20 @@ def fmnist_batch() -> torch.Tensor:
     images, _ = load_mnist_like("fmnist", "train")
     pick = np.random.default_rng(0).choice(len(images), 32, replace=False)
     return to_model_range(torch.from_numpy(images[np.sort(pick)].copy()), 32)
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def small_fmnist_dir(tmp_path, monkeypatch):
+    """A 64-image Fashion-MNIST in its own folder, so the whole evaluation runs on it quickly."""
+    images, labels = load_mnist_like("fmnist", "train")
+    for prefix in ("train", "t10k"):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images[:64])
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[:64])
+    monkeypatch.setenv("SPIKEDIFF_CACHE", str(tmp_path / "cache"))
+    return tmp_path

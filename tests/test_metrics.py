@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import numpy as np
@@ -98,23 +97,6 @@ def test_packaged_classifier_accuracy_on_the_test_split():
     images, labels = load_mnist_like("fmnist", "test")
     test = InMemoryImages(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype("int64")))
     assert accuracy(load_classifier(packaged_weights("fmnist")), test) >= 0.91
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture
-def small_fmnist_dir(tmp_path, monkeypatch):
-    """A 64-image Fashion-MNIST in its own folder, so the whole evaluation runs on it quickly."""
-    images, labels = load_mnist_like("fmnist", "train")
-    for prefix in ("train", "t10k"):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images[:64])
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[:64])
-    monkeypatch.setenv("SPIKEDIFF_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def test_inception_path_end_to_end_with_random_weights(tmp_path, small_fmnist_dir, capsys):

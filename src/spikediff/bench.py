@@ -64,13 +64,15 @@ def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2) -
 
 @torch.inference_mode()
 def bench_sample(config: Config, batch: int, repeats: int = 5, warmup: int = 2, precision: str = "fp32",
-                 fold_bn: bool = False) -> dict:
+                 fold_bn: bool = False, compile: bool = False) -> dict:
     """One network evaluation as a sampler makes it (eval mode, inference mode)."""
     device = default_device()
     torch.manual_seed(0)
     model = build(config).to(device).eval()
     if fold_bn:
         model = fold_batchnorm(model)
+    if compile:
+        model = torch.compile(model)
     m = config.model
     x = torch.randn(batch, m.img_ch, m.image_size, m.image_size, device=device)
     t = torch.full((batch,), 500, device=device, dtype=torch.long)
@@ -81,7 +83,7 @@ def bench_sample(config: Config, batch: int, repeats: int = 5, warmup: int = 2, 
 
     times = _timed(evaluate, repeats, warmup)
     result = _summary("sample", config, batch, times, device)
-    result.update(precision=precision, fold_bn=fold_bn)
+    result.update(precision=precision, fold_bn=fold_bn, compile="on" if compile else "off")
     return result
 
 

@@ -12,7 +12,7 @@ import torch
 
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
-from spikediff.precision import PRECISIONS, resolve_precision
+from spikediff.precision import COMPILE_MODES, PRECISIONS, resolve_precision
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.train.distributed import default_device, init_distributed, shutdown
 
@@ -86,7 +86,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
                           on_step=bar.update, threshold=args.threshold, precision=args.precision,
-                          fold_bn=args.fold_bn, **extra)
+                          fold_bn=args.fold_bn, compile=args.compile, **extra)
     if not d.main:
         shutdown(d)
         return
@@ -94,7 +94,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     shown = {k: v for k, v in extra.items() if k != "gamma"}
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
-            "precision": resolve_precision(args.precision, device), "fold_bn": args.fold_bn, **shown}
+            "precision": resolve_precision(args.precision, device), "fold_bn": args.fold_bn,
+            "compile": args.compile, **shown}
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
     if args.evaluate:
@@ -139,7 +140,7 @@ def cmd_energy(args: argparse.Namespace) -> None:
     from spikediff.diffusion import NoiseSchedule
     from spikediff.energy import ENERGY_MODELS, measure_energy
     from spikediff.energy.plots import plot_energy_by_layer, plot_firing_rates
-    from spikediff.energy.report import ann_twin_report
+    from spikediff.energy.report import ANN_TWINS, ann_twin_report
 
     if args.preset:
         config, model, label = get_preset(args.preset), checkpoint.build(args.preset), f"{args.preset} (untrained)"
@@ -165,7 +166,7 @@ def cmd_energy(args: argparse.Namespace) -> None:
               f"{layer.macs / 1e6:>9.2f}M {layer.acs / 1e6:>9.2f}M {layer.energy_pj / 1e3:>9.2f}")
     print(f"{label}: {report.macs / 1e9:.4f} GMAC + {report.acs / 1e9:.4f} GAC = {report.energy_mj:.4f} mJ per "
           f"evaluation ({energy_model.name}); {report.per_image_mj(args.steps):.3f} mJ per image at {args.steps} steps")
-    if config.model.arch != "ann_unet" and not args.no_ann:
+    if config.model.arch in ANN_TWINS and not args.no_ann:
         ann = ann_twin_report(config, x0, ts, energy_model)
         result["ann_twin"] = ann.to_dict()
         result["snn_over_ann"] = report.energy_mj / ann.energy_mj
@@ -215,7 +216,7 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
         args.threshold = threshold
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
                           threshold=threshold, precision=args.precision, fold_bn=args.fold_bn,
-                          **_sampler_options(args, model, config))
+                          compile=args.compile, **_sampler_options(args, model, config))
         result = evaluate_images(images, dataset, args.features, args.split, args.inception_weights, args.data_dir)
         scores = result["scores"]
         rows.append({"threshold": threshold, **scores})
@@ -247,7 +248,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.what == "train":
         result = bench_train(config, batch, args.repeats, args.warmup)
     else:
-        result = bench_sample(config, batch, args.repeats, args.warmup, args.precision, args.fold_bn)
+        result = bench_sample(config, batch, args.repeats, args.warmup, args.precision, args.fold_bn, args.compile)
     print(json.dumps(result) if args.json else
           f"{args.what} {config.name} batch {batch}: {result['images_per_s']} images/s, {result['ms_per_step']} ms per "
           f"{'step' if args.what == 'train' else 'evaluation'}, peak memory {result['peak_memory_mb']} MB "
@@ -268,6 +269,27 @@ def cmd_convert(args: argparse.Namespace) -> None:
         out = import_sdm(args.input, args.out_dir, image_size=args.image_size, base_preset=args.preset,
                          key=args.key, overwrite=args.overwrite)
     print(f"imported {args.input} -> {out}")
+
+
+def cmd_ann2snn(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from spikediff.ann2snn import ann2snn
+
+    steps = args.finetune_steps * _count_res_blocks(args.qann_dir) if args.finetune else 0
+    with tqdm(total=steps, unit="step", disable=args.no_progress or not steps) as bar:
+        summary = ann2snn(args.qann_dir, args.out_dir, args.spike_steps, args.finetune, args.finetune_steps, args.lr,
+                          args.batch_size, args.num_images, args.data_dir, args.ema, args.overwrite,
+                          args.device or default_device(), args.seed, on_step=bar.update)
+    print(f"converted {args.qann_dir} ({summary['quant_bits']}-bit) -> {args.out_dir}: T={summary['spike_steps']}, "
+          f"output MSE vs the quantised ANN {summary['output_mse_vs_qann']:.5f}"
+          + (f", after fine-tuning {summary['output_mse_after_finetune']:.5f}" if args.finetune else ""))
+
+
+def _count_res_blocks(qann_dir: str) -> int:
+    from spikediff.ann2snn import res_blocks
+
+    return len(res_blocks(checkpoint.build(checkpoint.load_config(qann_dir))))
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> None:
@@ -293,6 +315,8 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                    "AVX512-BF16/AMX and on GPUs; auto (default): bf16 where the hardware has it, else fp32")
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the convs for sampling (exact up to rounding; default on)")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="auto", help="torch.compile the network; auto "
+                   "(default): when there are >= 500 network evaluations (batches x steps) to repay ~50 s")
 
 
 def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
@@ -392,13 +416,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="default: the preset's batch size")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile (train)")
+    p.add_argument("--compile", action="store_true", help="torch.compile")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("ann2snn", help="convert a quantised ANN (e.g. --preset fmnist-qann-small) to an SNN (SDM)")
+    p.add_argument("qann_dir", help="checkpoint or run directory of a qann_unet model")
+    p.add_argument("out_dir", help="where the SNN checkpoint goes (sample, evaluate and energy take it)")
+    p.add_argument("--spike-steps", type=int, help="T (default 2^bits - 1)")
+    p.add_argument("--finetune", action="store_true", help="block-wise fine-tuning against the ANN (MSE)")
+    p.add_argument("--finetune-steps", type=int, default=200, help="steps per residual block")
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-images", type=int, default=5000, help="training images used for fine-tuning")
+    p.add_argument("--ema", action="store_true", help="convert the EMA weights")
+    p.add_argument("--data-dir")
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_ann2snn)
 
     p = sub.add_parser("convert", help="import another codebase's checkpoint")
     conv = p.add_subparsers(dest="source", required=True)

@@ -11,9 +11,11 @@ import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")
-# torch.compile costs ~40-80 s per configuration on 2 CPU cores and saves ~0.2 s of a 1.35 s bf16 step
-# (benchmarks/RESULTS.md), so it pays for itself after a few hundred steps; "auto" asks for 1000.
+# torch.compile costs ~40-80 s per configuration on 2 CPU cores and saves ~0.2 s of a 1.2 s bf16
+# training step and ~0.3 s of a 0.6 s sampling evaluation at batch 32 (benchmarks/RESULTS.md), so it
+# pays for itself after a few hundred of either; "auto" asks for 1000 steps or 500 evaluations.
 COMPILE_AUTO_MIN_STEPS = 1000
+COMPILE_AUTO_MIN_EVALUATIONS = 500
 
 
 @functools.cache
@@ -47,9 +49,11 @@ def precision_context(precision: str, device: torch.device | str):
     return contextlib.nullcontext()
 
 
-def resolve_compile(mode: str | bool, steps_to_run: int, device: torch.device | str) -> bool:
-    """Whether to torch.compile: ``"auto"`` compiles runs long enough to repay the compile time, where
-    a backend compiler exists (a C compiler for the CPU; CUDA compiles to Triton kernels)."""
+def resolve_compile(mode: str | bool, steps_to_run: int, device: torch.device | str,
+                    min_steps: int = COMPILE_AUTO_MIN_STEPS) -> bool:
+    """Whether to torch.compile: ``"auto"`` compiles when ``steps_to_run`` (training steps or network
+    evaluations) reaches ``min_steps``, enough to repay the compile time, and a backend compiler
+    exists (a C compiler for the CPU; CUDA compiles to Triton kernels)."""
     if isinstance(mode, bool):  # configs written before "auto" existed
         return mode
     if mode not in COMPILE_MODES:
@@ -57,4 +61,4 @@ def resolve_compile(mode: str | bool, steps_to_run: int, device: torch.device | 
     if mode != "auto":
         return mode == "on"
     has_backend = torch.device(device).type == "cuda" or any(shutil.which(cc) for cc in ("cc", "gcc", "clang"))
-    return steps_to_run >= COMPILE_AUTO_MIN_STEPS and has_backend
+    return steps_to_run >= min_steps and has_backend

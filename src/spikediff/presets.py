@@ -63,6 +63,18 @@ PRESETS: dict[str, Config] = {
     "fmnist-ann-small": Config(
         name="fmnist-ann-small", model=ModelConfig(arch="ann_unet", **_SMALL), data=_FMNIST, train=_SMALL_TRAIN
     ),
+    # SDM's ANN-to-SNN path: train the quantised ANN, then `spikediff ann2snn RUN OUT [--finetune]`.
+    "sdm-qann-cifar10-b2": Config(
+        name="sdm-qann-cifar10-b2",
+        model=ModelConfig(arch="qann_unet", ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, quant_bits=2),
+        data=DataConfig(dataset="cifar10", random_flip=True),
+        train=TrainConfig(batch_size=128, lr=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999,
+                          total_steps=800_000),
+    ),
+    "fmnist-qann-small": Config(
+        name="fmnist-qann-small", model=ModelConfig(arch="qann_unet", quant_bits=2, **_SMALL), data=_FMNIST,
+        train=_SMALL_TRAIN,
+    ),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -78,6 +90,9 @@ DESCRIPTIONS: dict[str, str] = {
     "fmnist-snn-small-tsm": "fmnist-snn-small with SDM's TSM, to fine-tune from a fmnist-snn-small run (--init-from)",
     "fmnist-snn-small-fsddim": "fmnist-snn-small with FSDDIM's options: LIF, mean over T, v-prediction, cosine",
     "fmnist-ann-small": "ANN twin of fmnist-snn-small",
+    "sdm-qann-cifar10-b2": "SDM ANN-to-SNN, CIFAR-10: 2-bit quantised-ReLU DDPM U-Net as the reference's "
+    "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
+    "fmnist-qann-small": "2-bit quantised ANN for ANN-to-SNN on Fashion-MNIST (fmnist-snn-small's sizes)",
 }
 
 

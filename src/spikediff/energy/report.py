@@ -118,13 +118,19 @@ def measure_energy(
     return report
 
 
+# The ANN each spiking architecture is compared with: the DDPM U-Net of the same sizes for the Spiking
+# U-Net, the quantised ANN it was converted from for a converted SNN.
+ANN_TWINS = {"spiking_unet": "ann_unet", "converted_snn": "qann_unet"}
+
+
 def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel) -> EnergyReport:
-    """The report of ``config``'s ANN twin (same U-Net sizes, ``ann_unet``). An ANN costs dense MACs
-    whatever its weights, so an untrained twin gives its energy exactly."""
+    """The report of ``config``'s ANN twin (``ANN_TWINS``). An ANN costs dense MACs whatever its
+    weights, so an untrained twin gives its energy exactly."""
     from dataclasses import replace
 
     from spikediff.models import build_model
 
-    twin = build_model(replace(config.model, arch="ann_unet"), config.diffusion.num_steps).to(x0.device)
+    arch = ANN_TWINS[config.model.arch]
+    twin = build_model(replace(config.model, arch=arch), config.diffusion.num_steps).to(x0.device)
     return measure_energy(twin, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model,
                           name=f"ANN twin ({config.name})")

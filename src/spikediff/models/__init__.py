@@ -6,9 +6,15 @@ from torch import nn
 
 from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
+from spikediff.models.quant_unet import ConvertedSNN, QuantUNet
 from spikediff.models.spiking_unet import SpikingUNet
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"spiking_unet": SpikingUNet, "ann_unet": UNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "spiking_unet": SpikingUNet,
+    "ann_unet": UNet,
+    "qann_unet": QuantUNet,
+    "converted_snn": ConvertedSNN,
+}
 
 
 def build_model(config: ModelConfig, num_diffusion_steps: int = 1000) -> nn.Module:
@@ -18,4 +24,4 @@ def build_model(config: ModelConfig, num_diffusion_steps: int = 1000) -> nn.Modu
     return ARCHITECTURES[config.arch](config, num_diffusion_steps)
 
 
-__all__ = ["ARCHITECTURES", "SpikingUNet", "UNet", "build_model"]
+__all__ = ["ARCHITECTURES", "ConvertedSNN", "QuantUNet", "SpikingUNet", "UNet", "build_model"]

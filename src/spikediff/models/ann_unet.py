@@ -1,7 +1,14 @@
 """The ANN twin: the DDPM U-Net (Ho et al., pytorch-ddpm layout) with GroupNorm, Swish and the
-attention block of its first middle res block, for side-by-side comparison with the Spiking U-Net."""
+attention block of its first middle res block, for side-by-side comparison with the Spiking U-Net.
+
+Normalisation and activation are constructor arguments, and every activation is a module of its own,
+so the same skeleton is the quantised ANN of ANN-to-SNN conversion (BatchNorm, quantised ReLU) and
+the converted SNN (signed IF neurons in place of the quantisers); see ``models/quant_unet.py``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,15 +42,24 @@ class AttnBlock(nn.Module):
         return x + self.proj(out.transpose(1, 2).reshape(B, C, H, W))
 
 
+def group_norm(ch: int) -> nn.Module:
+    """The DDPM U-Net's normalisation: GroupNorm with 32 groups."""
+    return nn.GroupNorm(32, ch)
+
+
 class ResBlock(nn.Module):
     """GN -> Swish -> Conv, + time projection, GN -> Swish -> Dropout -> Conv (gain 1e-5), + shortcut."""
 
-    def __init__(self, in_ch: int, out_ch: int, tdim: int, dropout: float, attn: bool) -> None:
+    def __init__(self, in_ch: int, out_ch: int, tdim: int, dropout: float, attn: bool,
+                 norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(32, in_ch)
+        self.norm1 = norm(in_ch)
+        self.act1 = act()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.temb_act = act()
         self.temb_proj = nn.Linear(tdim, out_ch)
-        self.norm2 = nn.GroupNorm(32, out_ch)
+        self.norm2 = norm(out_ch)
+        self.act2 = act()
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -54,9 +70,9 @@ class ResBlock(nn.Module):
         xavier_(self.conv2, gain=1e-5)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(self.act1(self.norm1(x)))
+        h = h + self.temb_proj(self.temb_act(temb))[:, :, None, None]
+        h = self.conv2(self.dropout(self.act2(self.norm2(h))))
         return self.attn(h + self.shortcut(x))
 
 
@@ -83,11 +99,13 @@ class Upsample(nn.Module):
 class UNet(nn.Module):
     """DDPM U-Net; ``model(x [B, C, H, W], t [B]) -> prediction [B, C, H, W]``."""
 
-    def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
+    def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000,
+                 norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU,
+                 middle_attn: bool = True) -> None:
         super().__init__()
         self.config = config
         ch, tdim, drop = config.ch, config.ch * 4, config.dropout
-        self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim)
+        self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim, act())
         self.stem = nn.Conv2d(config.img_ch, ch, 3, padding=1)
         xavier_(self.stem)
 
@@ -96,27 +114,29 @@ class UNet(nn.Module):
         for level, mult in enumerate(config.ch_mult):
             for _ in range(config.num_res_blocks):
                 attn = level in config.attn_levels
-                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn))
+                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn, norm, act))
                 now_ch = ch * mult
                 skip_chs.append(now_ch)
             if level != len(config.ch_mult) - 1:
                 self.down.append(Downsample(now_ch))
                 skip_chs.append(now_ch)
 
-        self.middle = nn.ModuleList(
-            [ResBlock(now_ch, now_ch, tdim, drop, attn=True), ResBlock(now_ch, now_ch, tdim, drop, attn=False)]
-        )
+        self.middle = nn.ModuleList([
+            ResBlock(now_ch, now_ch, tdim, drop, middle_attn, norm, act),
+            ResBlock(now_ch, now_ch, tdim, drop, False, norm, act),
+        ])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.ch_mult))):
             for _ in range(config.num_res_blocks + 1):
                 attn = level in config.attn_levels
-                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn))
+                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn, norm, act))
                 now_ch = ch * mult
             if level != 0:
                 self.up.append(Upsample(now_ch))
 
-        self.tail_norm = nn.GroupNorm(32, now_ch)
+        self.tail_norm = norm(now_ch)
+        self.tail_act = act()
         self.tail_conv = nn.Conv2d(now_ch, config.img_ch, 3, padding=1)
         xavier_(self.tail_conv, gain=1e-5)
 
@@ -133,4 +153,4 @@ class UNet(nn.Module):
             if isinstance(layer, ResBlock):
                 h = torch.cat([h, skips.pop()], dim=1)
             h = layer(h, temb)
-        return self.tail_conv(F.silu(self.tail_norm(h)))
+        return self.tail_conv(self.tail_act(self.tail_norm(h)))

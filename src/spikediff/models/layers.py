@@ -24,22 +24,23 @@ def sinusoidal_table(num_steps: int, dim: int) -> torch.Tensor:
 
 
 class TimeEmbedding(nn.Module):
-    """Diffusion step ``t [B]`` -> ``temb [B, 4ch]``: frozen table, Linear, Swish, Linear.
+    """Diffusion step ``t [B]`` -> ``temb [B, 4ch]``: frozen table, Linear, Swish (or ``act``), Linear.
 
     The table is a frozen ``nn.Parameter`` (as ``nn.Embedding.from_pretrained`` makes it) so that
     parameter counts include it, as the papers' 63.61 M / 64.47 M do.
     """
 
-    def __init__(self, num_steps: int, ch: int, dim: int) -> None:
+    def __init__(self, num_steps: int, ch: int, dim: int, act: nn.Module | None = None) -> None:
         super().__init__()
         self.table = nn.Parameter(sinusoidal_table(num_steps, ch), requires_grad=False)
         self.linear1 = nn.Linear(ch, dim)
+        self.act = act if act is not None else nn.SiLU()  # a module, so that ANN-to-SNN can swap it
         self.linear2 = nn.Linear(dim, dim)
         xavier_(self.linear1)
         xavier_(self.linear2)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.linear2(F.silu(self.linear1(F.embedding(t, self.table))))
+        return self.linear2(self.act(self.linear1(F.embedding(t, self.table))))
 
 
 def xavier_(layer: nn.Conv2d | nn.Conv3d | nn.Linear, gain: float = 1.0) -> None:

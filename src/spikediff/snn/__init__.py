@@ -9,6 +9,7 @@ from spikediff.snn.neurons import (
     lif_sequence,
     make_neuron,
 )
+from spikediff.snn.signed_if import SignedIFNeuron, signed_if_sequence
 from spikediff.snn.surrogate import spike
 from spikediff.snn.threshold import spiking_neurons, threshold_scale
 
@@ -16,10 +17,12 @@ __all__ = [
     "NEURONS",
     "IFNeuron",
     "LIFNeuron",
+    "SignedIFNeuron",
     "SpikingNeuron",
     "if_sequence",
     "lif_sequence",
     "make_neuron",
+    "signed_if_sequence",
     "spike",
     "spiking_neurons",
     "threshold_scale",

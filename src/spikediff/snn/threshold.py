@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from torch import nn
 
 from spikediff.snn.neurons import SpikingNeuron
+from spikediff.snn.signed_if import SignedIFNeuron
 
 
-def spiking_neurons(model: nn.Module) -> list[SpikingNeuron]:
+def spiking_neurons(model: nn.Module) -> list[SpikingNeuron | SignedIFNeuron]:
     """All spiking neurons of ``model``, in module order."""
-    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+    return [m for m in model.modules() if isinstance(m, SpikingNeuron | SignedIFNeuron)]
 
 
 @contextmanager

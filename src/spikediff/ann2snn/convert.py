@@ -1,0 +1,62 @@
+"""Quantised ANN -> SNN (SDM, SPEC §2): same weights, signed IF neurons in place of the quantisers.
+
+Each quantiser ``alpha * round(clamp(x / alpha, 0, 1) * L) / L`` becomes a signed IF neuron with
+threshold ``alpha`` whose spikes (-1, 0, +1) count, over T = L steps, the same ``round(x / alpha * L)``
+for a constant input. The factor ``alpha`` (and the ``1 / T`` of the rate) moves into the layer that
+consumes the neuron's output: its weight is multiplied by ``alpha`` and the network averages its output
+over T, so the SNN computes ``W (alpha * count / T) + b`` where the ANN computed ``W q(x) + b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from spikediff.config import Config
+from spikediff.models.ann_unet import ResBlock, UNet
+from spikediff.models.quant_unet import ConvertedSNN, QuantReLU
+
+
+def activation_consumers(model: UNet) -> list[tuple[str, str]]:
+    """``(activation, the layer fed by it)`` module names for every activation of the U-Net skeleton."""
+    pairs = [("time_embedding.act", "time_embedding.linear2")]
+    for name, module in model.named_modules():
+        if isinstance(module, ResBlock):
+            pairs += [(f"{name}.act1", f"{name}.conv1"), (f"{name}.temb_act", f"{name}.temb_proj"),
+                      (f"{name}.act2", f"{name}.conv2")]
+    return [*pairs, ("tail_act", "tail_conv")]
+
+
+def default_spike_steps(quant_bits: int) -> int:
+    """T = 2^b - 1: as many steps as the quantiser has levels above zero."""
+    return 2**quant_bits - 1
+
+
+def convert(qann: nn.Module, config: Config, spike_steps: int | None = None) -> tuple[ConvertedSNN, Config]:
+    """The SNN of a trained quantised ANN (``arch="qann_unet"``), and its config, ready to save."""
+    if config.model.arch != "qann_unet":
+        raise ValueError(f"ann2snn converts a quantised ANN (arch 'qann_unet', e.g. preset fmnist-qann-small); "
+                         f"this checkpoint is {config.model.arch!r}")
+    steps = spike_steps or default_spike_steps(config.model.quant_bits)
+    if steps < 1:
+        raise ValueError(f"spike_steps must be >= 1, got {steps}")
+    snn_config = replace(config, name=f"{config.name}-snn-t{steps}",
+                         model=replace(config.model, arch="converted_snn", spike_steps=steps))
+    modules = dict(qann.named_modules())
+    state = {k: v.detach().clone() for k, v in qann.state_dict().items()}
+    for act, consumer in activation_consumers(qann):
+        if not isinstance(modules[act], QuantReLU):
+            raise ValueError(f"{act} is {type(modules[act]).__name__}, not a quantiser: not a quantised ANN")
+        state[f"{consumer}.weight"] = state[f"{consumer}.weight"] * state[f"{act}.alpha"]
+    snn = ConvertedSNN(snn_config.model, config.diffusion.num_steps)
+    snn.load_state_dict(state)
+    device = next(qann.parameters()).device
+    return snn.to(device).eval(), snn_config
+
+
+@torch.no_grad()
+def output_error(snn: nn.Module, qann: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
+    """Mean squared difference between the SNN's and the quantised ANN's predictions on ``(x, t)``."""
+    return float((snn.eval()(x, t) - qann.eval()(x, t)).square().mean())

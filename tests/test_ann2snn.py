@@ -1,0 +1,174 @@
+"""ANN-to-SNN conversion (SDM): quantiser, signed IF neuron, conversion, fine-tuning, the CLI path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import spikediff
+from spikediff.ann2snn import activation_consumers, blockwise_finetune, convert, output_error, res_blocks
+from spikediff.cli import main
+from spikediff.diffusion import NoiseSchedule
+from spikediff.models.quant_unet import QuantReLU
+from spikediff.snn import SignedIFNeuron, signed_if_sequence, threshold_scale
+from tests.test_checkpoint import randomise_batchnorm
+
+TINY_QANN = spikediff.ModelConfig(arch="qann_unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, img_ch=1, quant_bits=2,
+                                  dropout=0.0)
+
+
+def tiny_qann(seed: int = 0, clip: float = 2.0):
+    """A quantised ANN whose clips sit where its (randomised) pre-activations live, so every level is used."""
+    torch.manual_seed(seed)
+    config = replace(spikediff.get_preset("fmnist-qann-small"), model=TINY_QANN)
+    model = spikediff.build(config)
+    randomise_batchnorm(model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, QuantReLU):
+                m.alpha.fill_(clip)
+        for conv in (b.conv2 for _, b in res_blocks(model)):
+            conv.weight.normal_(0, 0.05)  # the DDPM init (gain 1e-5) would make every block an identity
+        model.tail_conv.weight.normal_(0, 0.05)
+    return model.eval(), config
+
+
+def test_signed_if_hand_checked_sequence():
+    # threshold 1, membrane starts at 0.5:
+    # t0: 0.5+0.9=1.4 fires +1 -> 0.4 | t1: 0.4-0.8=-0.4 < 0 after a spike: -1 -> 0.6 | t2: 0.8 | t3: 1.8 fires -> 0.8
+    x = torch.tensor([0.9, -0.8, 0.2, 1.0])[:, None]
+    assert signed_if_sequence(x, 1.0).flatten().tolist() == [1.0, -1.0, 0.0, 1.0]
+    # a neuron that has not fired never sends a negative spike, however negative its membrane
+    assert signed_if_sequence(torch.full((4, 1), -0.7), 1.0).abs().sum() == 0
+    # a spike taken back can be sent again: the count never goes below zero
+    x = torch.tensor([0.6, -0.5, -0.5, -0.5, 0.9])[:, None]
+    out = signed_if_sequence(x, 1.0).flatten()
+    assert out.tolist() == [1.0, -1.0, 0.0, 0.0, 0.0] and (out.cumsum(0) >= 0).all()
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_spike_count_at_t_equal_levels_is_the_quantiser_for_constant_input(bits):
+    q = QuantReLU(bits, clip=2.0)
+    levels = 2**bits - 1
+    x = torch.linspace(-1.0, 3.0, 401)
+    x = x[((x / 2.0 * levels) % 1 - 0.5).abs() > 1e-3]  # away from rounding ties
+    neuron = SignedIFNeuron(levels, alpha=2.0)
+    rate = neuron(x.repeat(levels)).view(levels, -1).mean(0)
+    torch.testing.assert_close(rate * 2.0, q(x).detach())
+
+
+def test_quantiser_levels_clip_and_straight_through_gradients():
+    q = QuantReLU(2, clip=6.0)
+    x = torch.tensor([-1.0, 0.9, 1.1, 3.0, 5.2, 7.0], requires_grad=True)
+    y = q(x)
+    assert y.tolist() == pytest.approx([0.0, 0.0, 2.0, 4.0, 6.0, 6.0])
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # inside the clip, straight through
+    assert q.alpha.grad is not None and q.alpha.grad != 0
+
+
+def test_conversion_folds_the_clip_into_the_next_layer_and_emits_signed_spikes(fmnist_batch):
+    qann, config = tiny_qann()
+    snn, snn_config = convert(qann, config)
+    assert snn_config.model.arch == "converted_snn" and snn.spike_steps == 3  # 2^2 - 1
+    q_state, s_state = qann.state_dict(), snn.state_dict()
+    for act, consumer in activation_consumers(qann):
+        torch.testing.assert_close(s_state[f"{consumer}.weight"], q_state[f"{consumer}.weight"] * 2.0)
+        assert float(s_state[f"{act}.alpha"]) == 2.0
+    seen = []
+    handle = snn.down[0].conv1.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    with torch.no_grad():
+        snn(fmnist_batch[:4], torch.tensor([0, 300, 600, 999]))
+    handle.remove()
+    assert set(seen[0].unique().tolist()) <= {-1.0, 0.0, 1.0} and seen[0].abs().sum() > 0
+
+
+def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch):
+    """The SNN's rate converges to the clipped ReLU it codes (the quantised ANN's activation before
+    rounding); at T = 2^b - 1 it codes the rounding too. Measured on every block output."""
+    qann, config = tiny_qann()
+    x, t = fmnist_batch[:16], torch.linspace(0, 999, 16).long()
+    clipped = {n: m for n, m in qann.named_modules() if isinstance(m, QuantReLU)}
+    errors = {}
+    for T in (3, 15, 63):
+        snn, _ = convert(qann, config, spike_steps=T)
+        errors[T] = block_errors(snn, qann, x, t, unquantised=clipped)
+    for name in errors[3]:
+        assert errors[63][name] < errors[15][name] < errors[3][name], (name, errors)
+
+
+def block_errors(snn, qann, x, t, unquantised=None) -> dict[str, float]:
+    """MSE between each residual block's output in the SNN (averaged over T) and in the ANN; with
+    ``unquantised``, the ANN's quantisers are replaced by the clipped ReLU they round."""
+    outputs: dict[str, dict[str, torch.Tensor]] = {"snn": {}, "ann": {}}
+    T = snn.spike_steps
+    def keep(side: str, name: str, unfold: bool):
+        def hook(_m, _a, out):
+            outputs[side][name] = out.view(T, len(x), *out.shape[1:]).mean(0) if unfold else out
+        return hook
+
+    handles = [b.register_forward_hook(keep("snn", n, True)) for n, b in res_blocks(snn)]
+    handles += [b.register_forward_hook(keep("ann", n, False)) for n, b in res_blocks(qann)]
+    saved = {}
+    for name, q in (unquantised or {}).items():
+        saved[name] = q.forward
+        q.forward = lambda v, q=q: v.clamp(min=0).minimum(q.alpha)
+    with torch.no_grad():
+        snn(x, t)
+        qann(x, t)
+    for name, q in (unquantised or {}).items():
+        q.forward = saved[name]
+    for h in handles:
+        h.remove()
+    return {n: float((outputs["snn"][n] - outputs["ann"][n]).square().mean()) for n in outputs["snn"]}
+
+
+def test_blockwise_finetuning_lowers_the_block_errors(fmnist_batch):
+    qann, config = tiny_qann()
+    snn, _ = convert(qann, config)
+    x, t = fmnist_batch[16:32], torch.linspace(0, 999, 16).long()
+    before = output_error(snn, qann, x, t)
+    history = blockwise_finetune(snn, qann, fmnist_batch[:16], NoiseSchedule.linear(), steps_per_block=30, lr=1e-3,
+                                 batch_size=8)
+    assert [h["block"] for h in history] == [n for n, _ in res_blocks(snn)]
+    assert all(float(snn.state_dict()[f"{a}.alpha"]) == 2.0 for a, _ in activation_consumers(snn))  # fixed
+    assert output_error(snn, qann, x, t) < before  # on held-out images
+
+
+def test_threshold_guidance_reaches_the_signed_neurons():
+    qann, config = tiny_qann()
+    snn, _ = convert(qann, config)
+    with threshold_scale(snn, 0.5):
+        assert float(snn.tail_act.alpha) == 1.0
+    assert float(snn.tail_act.alpha) == 2.0
+
+
+def test_ann2snn_command_round_trip_sample_and_energy(tmp_path, small_fmnist_dir, capsys):
+    common = ["--set", "model.ch_mult=1,2", "--set", "train.batch_size=4", "--set", "train.total_steps=2",
+              "--set", "train.sample_every=0", "--set", "train.precision=fp32", "--data-dir", str(small_fmnist_dir),
+              "--no-progress"]
+    assert main(["train", "--preset", "fmnist-qann-small", "--out", str(tmp_path / "qann"), *common]) == 0
+    out = tmp_path / "snn"
+    assert main(["ann2snn", str(tmp_path / "qann"), str(out), "--spike-steps", "4", "--finetune", "--finetune-steps",
+                 "2", "--batch-size", "4", "--num-images", "16", "--data-dir", str(small_fmnist_dir),
+                 "--no-progress"]) == 0
+    summary = json.loads((out / "conversion.json").read_text())
+    assert summary["spike_steps"] == 4 and len(summary["finetune"]["blocks"]) == 8  # 2 down, 2 middle, 4 up
+    # an ordinary checkpoint: it loads back to the same outputs
+    qann_config = spikediff.load_config(tmp_path / "qann")
+    snn = spikediff.load(out)
+    assert spikediff.load_config(out).model.arch == "converted_snn"
+    again, _ = convert(spikediff.load(tmp_path / "qann"), qann_config, 4)
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([5, 900])
+    assert not torch.equal(snn(x, t), again(x, t))  # the fine-tuned weights were saved, not the converted ones
+    assert main(["sample", str(out), "--out", str(tmp_path / "samples"), "--num", "2", "--steps", "2",
+                 "--batch-size", "2", "--no-progress", "--no-png"]) == 0
+    assert main(["energy", str(out), "--num-images", "2", "--data-dir", str(small_fmnist_dir)]) == 0
+    energy = json.loads((out / "energy" / "energy.json").read_text())
+    assert energy["report"]["totals_per_evaluation"]["acs"] > 0 and 0 < energy["snn_over_ann"] < 2
+    capsys.readouterr()
+    assert main(["ann2snn", str(out), str(tmp_path / "again")]) == 1  # an SNN is not a quantised ANN
+    assert "qann_unet" in capsys.readouterr().err
