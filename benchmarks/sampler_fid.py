@@ -55,7 +55,7 @@ def run_one(model, config, ckpt, sampler: str, steps: int, num: int, args, thres
         extra["gamma"] = analytic_gamma(model, config, steps, ckpt, num_images=args.gamma_images, threshold=threshold)
     tic = time.perf_counter()
     images = generate(model, config, num, sampler, steps, args.seed, args.batch_size, "cpu",
-                      threshold=threshold, precision=args.precision, fold_bn=True, **extra)
+                      threshold=threshold, precision=args.precision, fold_bn=True, compile=args.compile, **extra)
     seconds = time.perf_counter() - tic
     scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
     row = {"sampler": sampler, "nfe": steps, "num_samples": num, "threshold": threshold,
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--compile", default="auto", help="torch.compile for sampling: auto|on|off")
     parser.add_argument("--gamma-images", type=int, default=256, help="images for Analytic-DPM's statistic")
     parser.add_argument("--real-baseline", action="store_true", help="also score --num real test images")
     parser.add_argument("--out", default="benchmarks/results/sampler_fid")

@@ -22,6 +22,10 @@ def test_paper_parameter_counts():
     ann = spikediff.build("ddpm-cifar10")
     assert n_params(ann) == 67_602_691
     assert f"{n_params(ann) / 2**20:.2f}" == "64.47"
+    # SDM's quantised ANN: the reference ANN2SNN/model.py UNet(ch 128, [1,2,2,2], 2 blocks, bit 2) counts
+    # 34,292,295 with GroupNorm; BatchNorm has the same affine parameters, one clip per quantiser
+    qann = spikediff.build("sdm-qann-cifar10-b2")
+    assert n_params(qann) == 34_292_295
 
 
 def test_spiking_unet_layout():
