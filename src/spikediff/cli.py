@@ -140,7 +140,7 @@ def cmd_energy(args: argparse.Namespace) -> None:
     from spikediff.diffusion import NoiseSchedule
     from spikediff.energy import ENERGY_MODELS, measure_energy
     from spikediff.energy.plots import plot_energy_by_layer, plot_firing_rates
-    from spikediff.energy.report import ANN_TWINS, ann_twin_report
+    from spikediff.energy.report import ANN_TWINS, ann_twin_report, measure_spiking_diffusion_energy
 
     if args.preset:
         config, model, label = get_preset(args.preset), checkpoint.build(args.preset), f"{args.preset} (untrained)"
@@ -150,22 +150,34 @@ def cmd_energy(args: argparse.Namespace) -> None:
         out = Path(args.out or Path(args.target) / "energy")
     else:
         raise ValueError("energy needs a checkpoint directory or --preset NAME")
+    if config.model.arch == "vq_svae":
+        raise ValueError("energy measures generators: measure the spiking_diffusion model trained on this VQ-SVAE")
     data_cfg = replace(config.data, dataset=args.dataset) if args.dataset else config.data
     dataset = load_dataset(data_cfg, config.model.image_size, "test", args.data_dir)
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[: args.num_images]
     x0 = batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size, False)
-    ts = [int(t) for t in args.t.split(",")]
     energy_model = ENERGY_MODELS[args.energy_model]
-    report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label)
-    result = {"report": report.to_dict(), "sampling_steps": args.steps,
-              "energy_per_image_mj": report.per_image_mj(args.steps),
-              "inputs": f"{len(x0)} {data_cfg.dataset} test images noised to t in {ts}"}
+    args.steps = args.steps or config.diffusion.num_steps
+    if config.model.arch == "spiking_diffusion":
+        n = config.diffusion.num_steps
+        ts = [int(t) for t in (args.t or f"1,{n // 4},{n // 2},{3 * n // 4},{n}").split(",")]
+        report, decoder = measure_spiking_diffusion_energy(model, x0, ts, energy_model, name=label)
+        result = {"report": report.to_dict(), "decoder": decoder.to_dict(), "sampling_steps": args.steps,
+                  "energy_per_image_mj": report.per_image_mj(args.steps) + decoder.energy_mj,
+                  "inputs": f"the tokens of {len(x0)} {data_cfg.dataset} test images, masked as at t in {ts}"}
+        print(f"{decoder.model}: {decoder.energy_mj:.4f} mJ per image")
+    else:
+        ts = [int(t) for t in (args.t or "0,250,500,999").split(",")]
+        report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label)
+        result = {"report": report.to_dict(), "sampling_steps": args.steps,
+                  "energy_per_image_mj": report.per_image_mj(args.steps),
+                  "inputs": f"{len(x0)} {data_cfg.dataset} test images noised to t in {ts}"}
     print(f"{'layer':<28} {'input':<6} {'rate':>6} {'MMAC':>9} {'MAC':>10} {'AC':>10} {'nJ':>9}")
     for layer in report.layers:
         print(f"{layer.name:<28} {layer.input:<6} {layer.firing_rate:>6.3f} {layer.dense_macs / 1e6:>9.2f} "
               f"{layer.macs / 1e6:>9.2f}M {layer.acs / 1e6:>9.2f}M {layer.energy_pj / 1e3:>9.2f}")
     print(f"{label}: {report.macs / 1e9:.4f} GMAC + {report.acs / 1e9:.4f} GAC = {report.energy_mj:.4f} mJ per "
-          f"evaluation ({energy_model.name}); {report.per_image_mj(args.steps):.3f} mJ per image at {args.steps} steps")
+          f"evaluation ({energy_model.name}); {result['energy_per_image_mj']:.3f} mJ per image at {args.steps} steps")
     if config.model.arch in ANN_TWINS and not args.no_ann:
         ann = ann_twin_report(config, x0, ts, energy_model)
         result["ann_twin"] = ann.to_dict()
@@ -180,7 +192,13 @@ def cmd_energy(args: argparse.Namespace) -> None:
 
 
 def _sampler_options(args: argparse.Namespace, model: torch.nn.Module, config: Config) -> dict:
-    """The keyword arguments of the chosen sampler (Analytic-DPM's gamma estimated once and cached)."""
+    """The keyword arguments of the chosen sampler (Analytic-DPM's gamma estimated once and cached);
+    fills in the family's default sampler and step count."""
+    latent = config.model.arch == "spiking_diffusion"
+    args.sampler = args.sampler or ("absorbing" if latent else "ddim")
+    args.steps = args.steps or (config.diffusion.num_steps if latent else 50)
+    if args.sampler == "absorbing":
+        return {"temperature": args.temperature}
     if args.sampler == "ddim":
         return {"eta": args.eta}
     if args.sampler == "ddpm":
@@ -214,9 +232,10 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
     rows = []
     for threshold in _parse_range(args.thresholds):
         args.threshold = threshold
+        extra = _sampler_options(args, model, config)
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
                           threshold=threshold, precision=args.precision, fold_bn=args.fold_bn,
-                          compile=args.compile, **_sampler_options(args, model, config))
+                          compile=args.compile, **extra)
         result = evaluate_images(images, dataset, args.features, args.split, args.inception_weights, args.data_dir)
         scores = result["scores"]
         rows.append({"threshold": threshold, **scores})
@@ -303,8 +322,11 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++", "analytic-dpm"], default="ddim")
-    p.add_argument("--steps", type=int, default=50, help="number of network evaluations")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++", "analytic-dpm", "absorbing"],
+                   help="default: ddim (absorbing for Spiking-Diffusion models)")
+    p.add_argument("--steps", type=int, help="number of network evaluations (default 50; the token count for "
+                   "absorbing diffusion)")
+    p.add_argument("--temperature", type=float, default=1.0, help="absorbing diffusion: softmax temperature")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
     p.add_argument("--variance", choices=["fixedlarge", "fixedsmall"], default="fixedlarge", help="DDPM variance")
     p.add_argument("--threshold", type=float, default=1.0,
@@ -401,9 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="checkpoint or run directory")
     p.add_argument("--preset", help="measure an untrained preset instead of a checkpoint")
     p.add_argument("--dataset", help="images whose noisy versions drive the network (default: the config's)")
-    p.add_argument("--t", default="0,250,500,999", help="diffusion steps at which firing rates are measured")
+    p.add_argument("--t", help="diffusion steps at which firing rates are measured (default 0,250,500,999; "
+                   "for Spiking-Diffusion, masking steps 1..N spread over N)")
     p.add_argument("--num-images", type=int, default=32)
-    p.add_argument("--steps", type=int, default=1000, help="sampler steps, for the energy per generated image")
+    p.add_argument("--steps", type=int, help="sampler steps, for the energy per generated image (default: the "
+                   "model's diffusion steps, 1000 or the token count)")
     p.add_argument("--energy-model", default="45nm-fp32", choices=["45nm-fp32", "45nm-fp16", "45nm-int8"])
     p.add_argument("--no-ann", action="store_true", help="skip the ANN twin comparison")
     p.add_argument("--out", help="output directory (default: CKPT_DIR/energy or ./energy-PRESET)")

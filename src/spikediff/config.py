@@ -35,7 +35,8 @@ class NeuronConfig:
 class ModelConfig:
     """A backbone: ``arch`` picks it, the rest sizes it (names follow the DDPM U-Net)."""
 
-    arch: str = "spiking_unet"  # "spiking_unet" | "ann_unet" | "qann_unet" | "converted_snn" (ANN-to-SNN)
+    # "spiking_unet" | "ann_unet" | "qann_unet" | "converted_snn" (ANN-to-SNN) | "vq_svae" | "spiking_diffusion"
+    arch: str = "spiking_unet"
     image_size: int = 32
     img_ch: int = 3
     ch: int = 128
@@ -45,6 +46,8 @@ class ModelConfig:
     attn_levels: tuple[int, ...] = ()  # ann_unet: levels whose res blocks get attention
     spike_steps: int = 4  # spiking_unet, converted_snn: the papers' T
     quant_bits: int = 2  # qann_unet, converted_snn: b of the b-bit quantised ReLU (SDM's ANN-to-SNN)
+    codebook_size: int = 128  # vq_svae, spiking_diffusion: K codes (Spiking-Diffusion)
+    latent_ch: int = 16  # vq_svae, spiking_diffusion: width of a code vector
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     membrane_decay: float = 0.8  # spiking_unet: decay of the membrane output layer
     readout: str = "membrane"  # spiking_unet: "membrane" (SDDPM) | "mean" over T (FSDDIM-style)
@@ -60,6 +63,8 @@ class DiffusionConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     prediction: str = "eps"  # "eps" | "v" | "x0"
+    # spiking_diffusion's absorbing-state diffusion over latent tokens ("num_steps" = the token count):
+    absorbing_loss: str = "reweighted_elbo"  # "reweighted_elbo" (weight 1 - t/N, the reference's) | "elbo" (1/t)
 
 
 @dataclass(frozen=True)

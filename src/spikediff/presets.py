@@ -35,6 +35,27 @@ def _paper(name: str, dataset: str, flip: bool, **model) -> Config:
 _SMALL_SNN = ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL)
 _FMNIST = DataConfig(dataset="fmnist", random_flip=False)
 
+# Spiking-Diffusion (SPEC §3): LIF (tau 2, hard reset, ATan), T 16, 28x28, codebook 128 x 16, AdamW 1e-3
+# with weight decay 1e-3, batch 32, no clipping; 100 epochs of VQ-SVAE then 200 of diffusion (1875 steps each).
+_SD_NEURON = NeuronConfig(kind="lif", tau=2.0)
+_SD_MODEL = ModelConfig(arch="vq_svae", image_size=28, img_ch=1, spike_steps=16, neuron=_SD_NEURON,
+                        codebook_size=128, latent_ch=16, ch=64, ch_mult=(1, 2, 4, 8, 4), dropout=0.0)
+_SD_TRAIN = TrainConfig(batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=1e-3, grad_clip=0.0,
+                        total_steps=100 * 1875, save_every=5000, sample_every=0)
+
+
+def _spiking_diffusion(dataset: str) -> dict[str, Config]:
+    data = DataConfig(dataset=dataset, random_flip=False)
+    return {
+        f"sd-vq-{dataset}": Config(name=f"sd-vq-{dataset}", model=_SD_MODEL, data=data, train=_SD_TRAIN),
+        f"sd-diffusion-{dataset}": Config(
+            name=f"sd-diffusion-{dataset}", model=replace(_SD_MODEL, arch="spiking_diffusion"),
+            diffusion=DiffusionConfig(num_steps=49), data=data,
+            train=replace(_SD_TRAIN, total_steps=200 * 1875, sample_every=5000, sample_steps=49),
+        ),
+    }
+
+
 PRESETS: dict[str, Config] = {
     "sddpm-cifar10": _paper("sddpm-cifar10", "cifar10", True),
     "sddpm-cifar10-t8": _paper("sddpm-cifar10-t8", "cifar10", True, spike_steps=8),
@@ -75,6 +96,8 @@ PRESETS: dict[str, Config] = {
         name="fmnist-qann-small", model=ModelConfig(arch="qann_unet", quant_bits=2, **_SMALL), data=_FMNIST,
         train=_SMALL_TRAIN,
     ),
+    **_spiking_diffusion("fmnist"),
+    **_spiking_diffusion("mnist"),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -93,6 +116,10 @@ DESCRIPTIONS: dict[str, str] = {
     "sdm-qann-cifar10-b2": "SDM ANN-to-SNN, CIFAR-10: 2-bit quantised-ReLU DDPM U-Net as the reference's "
     "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
     "fmnist-qann-small": "2-bit quantised ANN for ANN-to-SNN on Fashion-MNIST (fmnist-snn-small's sizes)",
+    "sd-vq-fmnist": "Spiking-Diffusion stage 1: VQ-SVAE (LIF, T=16, 7x7 tokens of a 128 x 16 codebook), 100 epochs",
+    "sd-diffusion-fmnist": "Spiking-Diffusion stage 2: absorbing diffusion over the VQ tokens (--init-from the VQ run)",
+    "sd-vq-mnist": "sd-vq-fmnist on MNIST",
+    "sd-diffusion-mnist": "sd-diffusion-fmnist on MNIST",
 }
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from spikediff.config import Config
 from spikediff.data.transforms import to_uint8
-from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sampling_timesteps
+from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sample_absorbing, sampling_timesteps
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import COMPILE_AUTO_MIN_EVALUATIONS, precision_context, resolve_compile
 from spikediff.snn import threshold_scale
@@ -55,15 +55,20 @@ def generate(
     faster than eager bf16 on this project's CPU (benchmarks/RESULTS.md). A last batch smaller than
     ``batch_size`` costs one more compilation: choose ``num`` a multiple of it.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    latent = config.model.arch == "spiking_diffusion"
+    if config.model.arch == "vq_svae":
+        raise ValueError("a VQ-SVAE is the first stage of Spiking-Diffusion, not a generator: train the second "
+                         "stage on it (--preset sd-diffusion-fmnist --init-from THIS_RUN) and sample that")
+    if latent and sampler != "absorbing" or not latent and sampler not in SAMPLERS:
+        valid = ["absorbing"] if latent else sorted(SAMPLERS)
+        raise ValueError(f"sampler {sampler!r} does not apply to {config.model.arch}; expected one of {valid}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     if fold_bn:
         model = fold_batchnorm(model)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     evaluations = -(-num // (batch_size * world)) * steps
-    if resolve_compile(compile, evaluations, device, COMPILE_AUTO_MIN_EVALUATIONS):
+    if not latent and resolve_compile(compile, evaluations, device, COMPILE_AUTO_MIN_EVALUATIONS):
         model = torch.compile(model)
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
@@ -72,16 +77,23 @@ def generate(
     mine = {}
     with threshold_scale(model, threshold), precision_context(precision, device):
         for start in range(rank * batch_size, num, world * batch_size):
-            x = SAMPLERS[sampler](
-                model,
-                schedule,
-                noise[start : start + batch_size].to(device),
-                steps,
-                generator=torch.Generator().manual_seed(seed * 1_000_003 + start + 1),
-                prediction=config.diffusion.prediction,
-                callback=callback,
-                **sampler_kwargs,
-            )
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + start + 1)
+            if latent:
+                n = len(noise[start : start + batch_size])
+                tokens = sample_absorbing(model.denoiser, (n, *model.latent_shape), model.denoiser.mask_id, steps,
+                                          generator=generator, device=device, callback=callback, **sampler_kwargs)
+                x = model.vq.decode(tokens)
+            else:
+                x = SAMPLERS[sampler](
+                    model,
+                    schedule,
+                    noise[start : start + batch_size].to(device),
+                    steps,
+                    generator=generator,
+                    prediction=config.diffusion.prediction,
+                    callback=callback,
+                    **sampler_kwargs,
+                )
             mine[start] = to_uint8(x.float()).cpu()
     if world > 1:
         parts: list[dict] = [{} for _ in range(world)]

@@ -1,5 +1,6 @@
 """Gaussian diffusion: schedules, the training objective, and samplers."""
 
+from spikediff.diffusion.absorbing import absorbing_loss, mask_tokens, sample_absorbing
 from spikediff.diffusion.objectives import PREDICTIONS, diffusion_loss, q_sample, to_x0_eps, training_target
 from spikediff.diffusion.samplers import (
     SAMPLERS,
@@ -15,6 +16,9 @@ from spikediff.diffusion.samplers import (
 from spikediff.diffusion.schedule import NoiseSchedule
 
 __all__ = [
+    "absorbing_loss",
+    "mask_tokens",
+    "sample_absorbing",
     "PREDICTIONS",
     "SAMPLERS",
     "analytic_variances",

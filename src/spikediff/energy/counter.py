@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 
 
 @dataclass
@@ -44,11 +44,13 @@ class LayerCount:
         return self.input_nonzeros / max(self.input_elements, 1)
 
 
-def dense_macs(layer: nn.Module, output: torch.Tensor) -> int:
+def dense_macs(layer: nn.Module, x: torch.Tensor, output: torch.Tensor) -> int:
     """Multiply-accumulates of a dense evaluation: every output element costs one MAC per weight
-    that feeds it (``in_channels / groups x kernel`` for convs, ``in_features`` for linears)."""
-    per_output = layer.weight.numel() // layer.weight.shape[0]
-    return output.numel() * per_output
+    that feeds it (``in_channels / groups x kernel`` for convs, ``in_features`` for linears); a
+    transposed conv scatters instead, one MAC per input element and weight it feeds
+    (``out_channels / groups x kernel``: its weight is laid out ``[in, out / groups, kh, kw]``)."""
+    per_row = layer.weight.numel() // layer.weight.shape[0]
+    return (x if isinstance(layer, nn.ConvTranspose2d) else output).numel() * per_row
 
 
 class OpCounter:
@@ -64,7 +66,7 @@ class OpCounter:
             x = inputs[0]
             rec = self.layers.setdefault(name, LayerCount(name, type(module).__name__))
             rec.calls += 1
-            rec.dense_macs += dense_macs(module, output)
+            rec.dense_macs += dense_macs(module, x, output)
             rec.input_elements += x.numel()
             nonzero = int(torch.count_nonzero(x))
             ones = int(torch.count_nonzero(x.abs() == 1))  # signed spikes (ANN-to-SNN) are ACs too

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from spikediff.diffusion import NoiseSchedule, q_sample
+from spikediff.diffusion import NoiseSchedule, mask_tokens, q_sample
 from spikediff.energy.counter import OpCounter
 
 
@@ -94,13 +94,44 @@ def measure_energy(
     """
     schedule = schedule or NoiseSchedule.linear()
     model.eval()
-    batch = x0.shape[0]
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0)
+
+    def run(t: int) -> None:
+        t_batch = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
+        model(q_sample(schedule, x0, t_batch, noise), t_batch)
+
+    return count_energy(model, run, ts, x0.shape[0], energy_model, name)
+
+
+@torch.no_grad()
+def measure_spiking_diffusion_energy(
+    model: nn.Module, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel = ENERGY_MODELS["45nm-fp32"],
+    name: str = "model", seed: int = 0,
+) -> tuple[EnergyReport, EnergyReport]:
+    """Spiking-Diffusion's two costs: one denoiser evaluation (on the tokens of ``x0`` masked as at
+    each absorbing step in ``ts``) and one decoding of tokens into an image (once per image)."""
+    model.eval()
+    tokens = model.vq.encode(x0)
+    u = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(seed)).to(x0.device)
+
+    def run_denoiser(t: int) -> None:
+        t_batch = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
+        model.denoiser(mask_tokens(tokens, t_batch, u, model.denoiser.mask_id)[0], t_batch)
+
+    denoiser = count_energy(model.denoiser, run_denoiser, ts, x0.shape[0], energy_model, f"{name}: denoiser")
+    decoder = count_energy(model.vq, lambda t: model.vq.decode(tokens), [0], x0.shape[0], energy_model,
+                           f"{name}: spike generator + decoder")
+    return denoiser, decoder
+
+
+@torch.no_grad()
+def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model: EnergyModel,
+                 name: str) -> EnergyReport:
+    """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts."""
     per_t = {}
     for t in ts:
-        t_batch = torch.full((batch,), t, dtype=torch.long, device=x0.device)
         with OpCounter(model) as counter:
-            model(q_sample(schedule, x0, t_batch, noise), t_batch)
+            run(t)
         per_t[t] = counter.layers
     report = EnergyReport(name, energy_model, list(ts), batch)
     for layer_name, first in per_t[ts[0]].items():

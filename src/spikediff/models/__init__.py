@@ -7,13 +7,17 @@ from torch import nn
 from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
 from spikediff.models.quant_unet import ConvertedSNN, QuantUNet
+from spikediff.models.sdid import SpikingDiffusion
 from spikediff.models.spiking_unet import SpikingUNet
+from spikediff.models.vq_svae import VQSVAE
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "spiking_unet": SpikingUNet,
     "ann_unet": UNet,
     "qann_unet": QuantUNet,
     "converted_snn": ConvertedSNN,
+    "vq_svae": VQSVAE,
+    "spiking_diffusion": SpikingDiffusion,
 }
 
 
@@ -24,4 +28,5 @@ def build_model(config: ModelConfig, num_diffusion_steps: int = 1000) -> nn.Modu
     return ARCHITECTURES[config.arch](config, num_diffusion_steps)
 
 
-__all__ = ["ARCHITECTURES", "ConvertedSNN", "QuantUNet", "SpikingUNet", "UNet", "build_model"]
+__all__ = ["ARCHITECTURES", "VQSVAE", "ConvertedSNN", "QuantUNet", "SpikingDiffusion", "SpikingUNet", "UNet",
+           "build_model"]

@@ -26,6 +26,7 @@ from spikediff.checkpoint import (
     RUN_CHECKPOINTS,
     WEIGHTS_FILE,
     build,
+    load_config,
     load_trainer_state,
     load_weights,
     prune,
@@ -35,7 +36,6 @@ from spikediff.checkpoint import (
 )
 from spikediff.config import Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset
-from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.precision import precision_context, resolve_compile, resolve_precision
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
@@ -48,6 +48,7 @@ from spikediff.train.distributed import (
     shutdown,
 )
 from spikediff.train.ema import EMA
+from spikediff.train.objectives import dataset_variance, make_objective
 
 RUN_CONFIG = "config.json"
 LOG_FILE = "log.jsonl"
@@ -137,6 +138,19 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
+VQ_FIELDS = ("image_size", "img_ch", "spike_steps", "neuron", "codebook_size", "latent_ch")
+
+
+def _check_same_vq(config: Config, vq_config: Config, vq_dir: str | Path) -> None:
+    """The second Spiking-Diffusion stage rebuilds the first stage's VQ-SVAE from its own config: they must agree."""
+    if vq_config.model.arch != "vq_svae":
+        raise ValueError(f"--init-from {vq_dir} is a {vq_config.model.arch} run; expected a vq_svae run")
+    differ = [f for f in VQ_FIELDS if getattr(config.model, f) != getattr(vq_config.model, f)]
+    if differ:
+        raise ValueError(f"model.{', model.'.join(differ)} differ from the VQ-SVAE run {vq_dir} "
+                         f"({', '.join(f'{f}={getattr(vq_config.model, f)}' for f in differ)}): set them the same")
+
+
 def train(
     config: Config,
     out_dir: str | Path,
@@ -167,7 +181,13 @@ def train(
 
     torch.manual_seed(t.seed)
     model = build(config).to(device)
-    if init_from is not None:
+    if config.model.arch == "spiking_diffusion" and init_from is None and not resume:
+        raise ValueError("the spiking-diffusion stage trains over a trained VQ-SVAE's codes: pass --init-from "
+                         "the run of its first stage (e.g. --preset sd-vq-fmnist)")
+    if init_from is not None and config.model.arch == "spiking_diffusion":
+        _check_same_vq(config, load_config(init_from), init_from)
+        load_weights(model.vq, resolve(init_from) / WEIGHTS_FILE, device)
+    elif init_from is not None:
         # a plain Spiking U-Net starts a TSM model: its per-step scales keep their initial 1.0
         load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
@@ -213,7 +233,7 @@ def train(
         save_grid(images, out_dir / "samples" / f"step_{step:07d}.png")
         model.train()
 
-    schedule = NoiseSchedule.from_config(config.diffusion)
+    objective = make_objective(config, model, lambda: dataset_variance(dataset, config))
     autocast = precision_context(t.precision, device)
     mine = slice(d.rank * local, (d.rank + 1) * local)
     micro = local // t.grad_accum
@@ -229,9 +249,8 @@ def train(
             gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 3))
             flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
             x0 = batch_transform(batches(step), config.model.image_size, config.data.random_flip, flip_gen)
-            ts = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=gen)
-            noise = torch.randn(x0.shape, generator=gen)
-            x0, ts, noise = x0[mine].to(device), ts[mine].to(device), noise[mine].to(device)
+            draws = {k: v[mine].to(device) for k, v in objective.draws(x0.shape, gen).items()}
+            x0 = x0[mine].to(device)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
@@ -240,8 +259,7 @@ def train(
                 sync = k == t.grad_accum - 1 or not d.enabled
                 with step_model.no_sync() if not sync else contextlib.nullcontext():
                     with autocast:
-                        loss = diffusion_loss(step_model, schedule, x0[part], config.diffusion.prediction,
-                                              t=ts[part], noise=noise[part])
+                        loss = objective.loss(step_model, x0[part], {k: v[part] for k, v in draws.items()})
                     (loss / t.grad_accum).backward()
                 loss_sum += loss.item() / t.grad_accum
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
