@@ -169,6 +169,8 @@ def test_ann2snn_command_round_trip_sample_and_energy(tmp_path, small_fmnist_dir
     assert main(["energy", str(out), "--num-images", "2", "--data-dir", str(small_fmnist_dir)]) == 0
     energy = json.loads((out / "energy" / "energy.json").read_text())
     assert energy["report"]["totals_per_evaluation"]["acs"] > 0 and 0 < energy["snn_over_ann"] < 2
+    # the twin is the quantised ANN, all MACs, even where its quantised inputs happen to be all 0 or 0/1
+    assert {layer["input"] for layer in energy["ann_twin"]["layers"]} == {"real"}
     capsys.readouterr()
     assert main(["ann2snn", str(out), str(tmp_path / "again")]) == 1  # an SNN is not a quantised ANN
     assert "qann_unet" in capsys.readouterr().err

@@ -140,7 +140,7 @@ def cmd_energy(args: argparse.Namespace) -> None:
     from spikediff.diffusion import NoiseSchedule
     from spikediff.energy import ENERGY_MODELS, measure_energy
     from spikediff.energy.plots import plot_energy_by_layer, plot_firing_rates
-    from spikediff.energy.report import ANN_TWINS, ann_twin_report, measure_spiking_diffusion_energy
+    from spikediff.energy.report import ANN_ARCHS, ANN_TWINS, ann_twin_report, measure_spiking_diffusion_energy
 
     if args.preset:
         config, model, label = get_preset(args.preset), checkpoint.build(args.preset), f"{args.preset} (untrained)"
@@ -168,7 +168,8 @@ def cmd_energy(args: argparse.Namespace) -> None:
         print(f"{decoder.model}: {decoder.energy_mj:.4f} mJ per image")
     else:
         ts = [int(t) for t in (args.t or "0,250,500,999").split(",")]
-        report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label)
+        report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label,
+                                dense=config.model.arch in ANN_ARCHS)
         result = {"report": report.to_dict(), "sampling_steps": args.steps,
                   "energy_per_image_mj": report.per_image_mj(args.steps),
                   "inputs": f"{len(x0)} {data_cfg.dataset} test images noised to t in {ts}"}

@@ -86,11 +86,13 @@ def measure_energy(
     energy_model: EnergyModel = ENERGY_MODELS["45nm-fp32"],
     name: str = "model",
     seed: int = 0,
+    dense: bool = False,
 ) -> EnergyReport:
     """Run ``model`` on ``x0`` noised to each diffusion step in ``ts`` (eval mode) and count.
 
     Firing rates depend on t, so they are measured per t on noisy real images; the per-evaluation
-    totals average over the given ts.
+    totals average over the given ts. ``dense`` counts every layer as MACs: for ANNs, whose inputs
+    can look like spikes without being any (a quantised ANN's all-zero or 0/1-valued activations).
     """
     schedule = schedule or NoiseSchedule.linear()
     model.eval()
@@ -100,7 +102,7 @@ def measure_energy(
         t_batch = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
         model(q_sample(schedule, x0, t_batch, noise), t_batch)
 
-    return count_energy(model, run, ts, x0.shape[0], energy_model, name)
+    return count_energy(model, run, ts, x0.shape[0], energy_model, name, all_macs=dense)
 
 
 @torch.no_grad()
@@ -126,7 +128,7 @@ def measure_spiking_diffusion_energy(
 
 @torch.no_grad()
 def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model: EnergyModel,
-                 name: str) -> EnergyReport:
+                 name: str, all_macs: bool = False) -> EnergyReport:
     """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts."""
     per_t = {}
     for t in ts:
@@ -136,7 +138,7 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
     report = EnergyReport(name, energy_model, list(ts), batch)
     for layer_name, first in per_t[ts[0]].items():
         records = [per_t[t][layer_name] for t in ts]
-        spikes = all(r.spike_input for r in records)
+        spikes = not all_macs and all(r.spike_input for r in records)
         dense = sum(r.dense_macs for r in records) / len(ts) / batch
         rates = {t: (r.firing_rate if spikes else 1.0) for t, r in zip(ts, records, strict=True)}
         rate = sum(rates.values()) / len(rates)
@@ -149,6 +151,7 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
     return report
 
 
+ANN_ARCHS = ("ann_unet", "qann_unet")
 # The ANN each spiking architecture is compared with: the DDPM U-Net of the same sizes for the Spiking
 # U-Net, the quantised ANN it was converted from for a converted SNN.
 ANN_TWINS = {"spiking_unet": "ann_unet", "converted_snn": "qann_unet"}
@@ -164,4 +167,4 @@ def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: Energ
     arch = ANN_TWINS[config.model.arch]
     twin = build_model(replace(config.model, arch=arch), config.diffusion.num_steps).to(x0.device)
     return measure_energy(twin, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model,
-                          name=f"ANN twin ({config.name})")
+                          name=f"ANN twin ({config.name})", dense=True)
