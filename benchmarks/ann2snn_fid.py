@@ -38,13 +38,16 @@ def score(ckpt: Path, args) -> dict:
                       precision=args.precision)
     seconds = time.perf_counter() - tic
     scores = evaluate_images(images, config.data.dataset, "classifier")["scores"]
-    assert cli(["energy", str(ckpt), "--steps", str(args.steps), "--out", str(ckpt / "energy")]) == 0
-    energy = json.loads((ckpt / "energy" / "energy.json").read_text())
     spikediff.sample.save_grid(images[:64], args.out / f"grid-{ckpt.name}.png")
-    return {"sampling_seconds": round(seconds, 1), **scores,
-            "energy_mj_per_evaluation": energy["report"]["totals_per_evaluation"]["energy_mj"],
-            "energy_mj_per_image": energy["energy_per_image_mj"],
-            "energy_vs_qann": energy.get("snn_over_ann")}
+    return {"sampling_seconds": round(seconds, 1), **scores, **energy(ckpt, args)}
+
+
+def energy(ckpt: Path, args) -> dict:
+    """`spikediff energy` of a checkpoint: per evaluation, per image at ``--steps``, and against the QANN."""
+    assert cli(["energy", str(ckpt), "--steps", str(args.steps), "--out", str(ckpt / "energy")]) == 0
+    report = json.loads((ckpt / "energy" / "energy.json").read_text())
+    return {"energy_mj_per_evaluation": report["report"]["totals_per_evaluation"]["energy_mj"],
+            "energy_mj_per_image": report["energy_per_image_mj"], "energy_vs_qann": report.get("snn_over_ann")}
 
 
 def main() -> None:
@@ -60,9 +63,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ann2snn"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/spikediff-ann2snn"))
+    parser.add_argument("--energy-only", action="store_true", help="re-measure the energy of the rows in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     qann = spikediff.checkpoint.resolve(args.qann)
+    if args.energy_only:
+        saved = json.loads((args.out / "ann2snn.json").read_text())
+        for row in saved["rows"]:
+            ckpt = qann if not row["spike_steps"] else \
+                args.work / f"snn-t{row['spike_steps']}{'-ft' if row['finetuned'] else ''}"
+            row.update(energy(ckpt, args))
+        write_results(saved["meta"], saved["rows"], args.out)
+        return
     rows = [{"model": "quantised ANN", "spike_steps": 0, "finetuned": False, **score(qann, args)}]
     print(json.dumps(rows[-1]), flush=True)
     for T in (int(v) for v in args.spike_steps.split(",")):
@@ -81,7 +93,11 @@ def main() -> None:
             "qann": str(args.qann), "command": "python benchmarks/ann2snn_fid.py " + " ".join(
                 f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "qann"),
             "protocol": f"DDIM-{args.steps}, {args.num} samples, seed {args.seed}, FID against the training set"}
-    (args.out / "ann2snn.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_results(meta, rows, args.out)
+
+
+def write_results(meta: dict, rows: list[dict], out: Path) -> None:
+    (out / "ann2snn.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     fid_key = next(k for k in rows[0] if k.startswith("FID"))
     lines = [f"| model | T | fine-tuned | {fid_key} | KID | precision | recall | output MSE vs QANN | "
              "mJ per evaluation | mJ per image | vs QANN |", "|---" * 11 + "|"]
@@ -94,7 +110,7 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['spike_steps'] or '-'} | {'yes' if r['finetuned'] else 'no'} | "
                      f"{r[fid_key]:.1f} | {kid:.3f} | {prec:.3f} | {rec:.3f} | {mse} | "
                      f"{r['energy_mj_per_evaluation']:.4f} | {r['energy_mj_per_image']:.2f} | {ratio} |")
-    (args.out / "ann2snn.md").write_text("\n".join(lines) + "\n")
+    (out / "ann2snn.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -108,7 +108,9 @@ def test_two_stage_training_sampling_and_energy_from_the_cli(tmp_path, small_fmn
     assert main(["train", "--preset", "sd-vq-fmnist", "--out", str(tmp_path / "vq"), *tiny]) == 0
     assert main(["train", "--preset", "sd-diffusion-fmnist", "--out", str(tmp_path / "diff"), *tiny]) == 1  # no VQ
     assert main(["train", "--preset", "sd-diffusion-fmnist", "--out", str(tmp_path / "diff"), "--overwrite",
-                 "--init-from", str(tmp_path / "vq"), *tiny]) == 0
+                 "--init-from", str(tmp_path / "vq"), *tiny, "--set", "train.sample_every=2",
+                 "--set", "train.sample_steps=3", "--set", "train.sample_num=2"]) == 0
+    assert (tmp_path / "diff" / "samples" / "step_0000002.png").is_file()  # the training sample grid
     vq = spikediff.load(tmp_path / "vq")
     model = spikediff.load(tmp_path / "diff")
     for name, value in vq.state_dict().items():  # the first stage is carried, frozen, into the second

@@ -51,7 +51,8 @@ def _spiking_diffusion(dataset: str) -> dict[str, Config]:
         f"sd-diffusion-{dataset}": Config(
             name=f"sd-diffusion-{dataset}", model=replace(_SD_MODEL, arch="spiking_diffusion"),
             diffusion=DiffusionConfig(num_steps=49), data=data,
-            train=replace(_SD_TRAIN, total_steps=200 * 1875, sample_every=5000, sample_steps=49),
+            train=replace(_SD_TRAIN, total_steps=200 * 1875, sample_every=5000, sample_sampler="absorbing",
+                          sample_steps=49),
         ),
     }
 
