@@ -84,6 +84,7 @@ def main() -> None:
             summary = ann2snn(qann, out, T, finetune, args.finetune_steps, args.finetune_lr, overwrite=True,
                               seed=args.seed)
             row = {"model": "converted SNN", "spike_steps": T, "finetuned": finetune,
+                   "finetune_steps_per_block": args.finetune_steps if finetune else 0,
                    "conversion_seconds": round(time.perf_counter() - tic, 1),
                    "output_mse_vs_qann": summary.get("output_mse_after_finetune", summary["output_mse_vs_qann"]),
                    **score(out, args)}
