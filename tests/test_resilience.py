@@ -118,16 +118,16 @@ def test_keep_last_k_checkpoints(straight_run):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
-    import spikediff.train.trainer as trainer
+    import spikediff.train.objectives as objectives
 
-    real, calls = trainer.diffusion_loss, []
+    real, calls = objectives.diffusion_loss, []
 
     def poisoned(*args, **kwargs):
         calls.append(1)
         loss = real(*args, **kwargs)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(trainer, "diffusion_loss", poisoned)
+    monkeypatch.setattr(objectives, "diffusion_loss", poisoned)
     run = tmp_path / "run"
     code = main(["train", "--preset", "fmnist-snn-small", "--out", str(run), *TINY,
                  "--set", "train.total_steps=5", "--set", "train.save_every=2"])

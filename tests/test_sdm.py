@@ -16,7 +16,6 @@ from spikediff.cli import main
 from spikediff.models import build_model
 from tests.conftest import TINY_SNN
 from tests.test_checkpoint import randomise_batchnorm, to_reference_layout
-from tests.test_metrics import small_fmnist_dir  # noqa: F401 - fixture
 
 TINY_TSM = replace(TINY_SNN, tsm=True)
 
