@@ -4,6 +4,7 @@ checkpoint out, with the conversion's error measured before and after fine-tunin
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def ann2snn(
                "probe": f"{len(x)} {config.data.dataset} training images noised to t in [0, {schedule.num_steps - 1}]"}
     if finetune:
         blocks = blockwise_finetune(snn, qann, images, schedule, steps_per_block, lr, batch_size, seed, on_step)
-        snn_config = snn_config.__class__.from_dict({**snn_config.to_dict(), "name": snn_config.name + "-ft"})
+        snn_config = replace(snn_config, name=snn_config.name + "-ft")
         summary.update(finetune={"steps_per_block": steps_per_block, "lr": lr, "batch_size": batch_size,
                                  "images": len(images), "blocks": blocks},
                        output_mse_after_finetune=output_error(snn, qann, x, t))
