@@ -4,8 +4,8 @@ checkpoint out, with the conversion's error measured before and after fine-tunin
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
