@@ -73,19 +73,27 @@ def main() -> None:
     parser.add_argument("--unet", type=Path, help="a Spiking U-Net checkpoint to score beside it")
     parser.add_argument("--unet-steps", type=int, default=20)
     parser.add_argument("--unet-num", type=int, default=PAPER_COUNT)
+    parser.add_argument("--unet-only", action="store_true",
+                        help="keep the Spiking-Diffusion figures already in --out and (re)score only --unet")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spiking_diffusion"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    diffusion = spikediff.checkpoint.resolve(args.diffusion)
-    result = {"reconstruction": reconstruction(spikediff.checkpoint.resolve(args.vq))}
-    print(json.dumps(result["reconstruction"]), flush=True)
-    rows = fid_rows(diffusion, "spiking-diffusion", args.num, args.steps, args, sampler="absorbing",
-                    temperature=args.temperature)
-    assert cli(["energy", str(diffusion), "--steps", str(args.steps), "--out", str(args.out / "energy")]) == 0
-    result["energy"] = json.loads((args.out / "energy" / "energy.json").read_text())["energy_per_image_mj"]
+    if args.unet_only:
+        if not args.unet:
+            parser.error("--unet-only needs --unet")
+        result = json.loads((args.out / "spiking_diffusion.json").read_text())
+        rows = [r for r in result["rows"] if r["model"] == "spiking-diffusion"]
+    else:
+        diffusion = spikediff.checkpoint.resolve(args.diffusion)
+        result = {"reconstruction": reconstruction(spikediff.checkpoint.resolve(args.vq))}
+        print(json.dumps(result["reconstruction"]), flush=True)
+        rows = fid_rows(diffusion, "spiking-diffusion", args.num, args.steps, args, sampler="absorbing",
+                        temperature=args.temperature)
+        assert cli(["energy", str(diffusion), "--steps", str(args.steps), "--out", str(args.out / "energy")]) == 0
+        result["energy"] = json.loads((args.out / "energy" / "energy.json").read_text())["energy_per_image_mj"]
     if args.unet:
         unet = spikediff.checkpoint.resolve(args.unet)
         rows += fid_rows(unet, "spiking-unet", args.unet_num, args.unet_steps, args, sampler="ddim", fold_bn=True,
@@ -94,6 +102,7 @@ def main() -> None:
         assert cli(["energy", str(unet), "--steps", str(args.unet_steps), "--out", str(energy_dir)]) == 0
         result["energy_unet"] = json.loads((energy_dir / "energy.json").read_text())["energy_per_image_mj"]
     result["rows"] = rows
+    result.setdefault("meta_spiking_diffusion", result.get("meta"))
     result["meta"] = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
                       "command": "python benchmarks/spiking_diffusion_fid.py " + " ".join(
                           f"{k}={v}" for k, v in vars(args).items())}

@@ -86,7 +86,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
                           on_step=bar.update, threshold=args.threshold, precision=args.precision,
-                          fold_bn=args.fold_bn, compile=args.compile, **extra)
+                          fold_bn=args.fold_bn, compile=args.compile, classes=args.classes, guidance=args.cfg,
+                          **extra)
     if not d.main:
         shutdown(d)
         return
@@ -96,6 +97,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
             "precision": resolve_precision(args.precision, device), "fold_bn": args.fold_bn,
             "compile": args.compile, **shown}
+    if config.model.num_classes:
+        meta.update({"classes": "i mod num_classes" if args.classes is None else args.classes, "cfg": args.cfg})
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
     if args.evaluate:
@@ -136,7 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_energy(args: argparse.Namespace) -> None:
-    from spikediff.data import batch_transform, load_dataset
+    from spikediff.data import batch_transform, load_dataset, match_channels
     from spikediff.diffusion import NoiseSchedule
     from spikediff.energy import ENERGY_MODELS, measure_energy
     from spikediff.energy.plots import plot_energy_by_layer, plot_firing_rates
@@ -155,7 +158,8 @@ def cmd_energy(args: argparse.Namespace) -> None:
     data_cfg = replace(config.data, dataset=args.dataset) if args.dataset else config.data
     dataset = load_dataset(data_cfg, config.model.image_size, "test", args.data_dir)
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[: args.num_images]
-    x0 = batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size, False)
+    x0 = match_channels(batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size,
+                                        False), config.model.img_ch)
     energy_model = ENERGY_MODELS[args.energy_model]
     args.steps = args.steps or config.diffusion.num_steps
     if config.model.arch == "spiking_diffusion":
@@ -385,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of images (write --num-samples under torchrun: its options start with --num)")
     _add_sampler_args(p)
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    p.add_argument("--class", dest="classes", type=int,
+                   help="class-conditional models: sample this class (default: class i mod num_classes for image i)")
+    p.add_argument("--cfg", type=float, default=1.0,
+                   help="classifier-free guidance scale (1 = conditional only; > 1 doubles the evaluations)")
     p.add_argument("--device")
     p.add_argument("--no-png", action="store_true", help="write only samples.npz and grid.png")
     p.add_argument("--overwrite", action="store_true")

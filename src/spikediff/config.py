@@ -36,10 +36,11 @@ class ModelConfig:
     """A backbone: ``arch`` picks it, the rest sizes it (names follow the DDPM U-Net)."""
 
     # "spiking_unet" | "ann_unet" | "qann_unet" | "converted_snn" (ANN-to-SNN) | "vq_svae" | "spiking_diffusion"
+    # | "sdit"
     arch: str = "spiking_unet"
     image_size: int = 32
     img_ch: int = 3
-    ch: int = 128
+    ch: int = 128  # base width; sdit: the hidden size
     ch_mult: tuple[int, ...] = (1, 2, 2, 4)
     num_res_blocks: int = 2
     dropout: float = 0.1
@@ -52,6 +53,12 @@ class ModelConfig:
     membrane_decay: float = 0.8  # spiking_unet: decay of the membrane output layer
     readout: str = "membrane"  # spiking_unet: "membrane" (SDDPM) | "mean" over T (FSDDIM-style)
     tsm: bool = False  # spiking_unet: SDM's Temporal-wise Spiking Mechanism (per-step scale on each Conv2d)
+    depth: int = 4  # sdit: blocks = depth // 2 in, 1 middle, depth // 2 out (with long skips)
+    patch_size: int = 2  # sdit
+    # class conditioning (spiking_unet, ann_unet, sdit): 0 = unconditional; labels are dropped to a
+    # learned "null" class with probability class_dropout in training, for classifier-free guidance
+    num_classes: int = 0
+    class_dropout: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,22 @@ def _spiking_diffusion(dataset: str) -> dict[str, Config]:
     }
 
 
+# SDiT (SPEC §4, foolLain/SDiT's train.py): 28x28 inputs (CIFAR-10 resized to 28), grey repeated to 3
+# channels, patch 2, LIF (tau 2, threshold 1, ATan) over T = 4, 10 classes with label dropout 0.1;
+# AdamW 1e-4 (torch's default weight decay 0.01), batch 256, no clipping, no EMA, 1600 epochs;
+# sampled with 250 DDPM steps.
+_SDIT_MODEL = ModelConfig(arch="sdit", image_size=28, img_ch=3, ch=384, depth=4, patch_size=2, spike_steps=4,
+                          neuron=_SD_NEURON, num_classes=10, class_dropout=0.1, dropout=0.0)
+_SDIT_TRAIN = TrainConfig(batch_size=256, lr=1e-4, optimizer="adamw", weight_decay=0.01, grad_clip=0.0,
+                          sample_sampler="ddpm", sample_steps=250, save_every=5000, sample_every=5000)
+
+
+def _sdit(dataset: str, steps_per_epoch: int, **model) -> Config:
+    return Config(name=f"sdit-{dataset}", model=replace(_SDIT_MODEL, **model),
+                  data=DataConfig(dataset=dataset, random_flip=False),
+                  train=replace(_SDIT_TRAIN, total_steps=1600 * steps_per_epoch))
+
+
 PRESETS: dict[str, Config] = {
     "sddpm-cifar10": _paper("sddpm-cifar10", "cifar10", True),
     "sddpm-cifar10-t8": _paper("sddpm-cifar10-t8", "cifar10", True, spike_steps=8),
@@ -99,6 +115,15 @@ PRESETS: dict[str, Config] = {
     ),
     **_spiking_diffusion("fmnist"),
     **_spiking_diffusion("mnist"),
+    "sdit-mnist": _sdit("mnist", 60_000 // 256),
+    "sdit-fmnist": _sdit("fmnist", 60_000 // 256),
+    "sdit-cifar10": _sdit("cifar10", 50_000 // 256, ch=512, depth=8),
+    "fmnist-sdit-small": Config(
+        name="fmnist-sdit-small",
+        model=replace(_SDIT_MODEL, img_ch=1, ch=128, patch_size=4),
+        data=_FMNIST,
+        train=replace(_SMALL_TRAIN, optimizer="adamw", lr=5e-4, weight_decay=0.01, sample_steps=50),
+    ),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -121,6 +146,11 @@ DESCRIPTIONS: dict[str, str] = {
     "sd-diffusion-fmnist": "Spiking-Diffusion stage 2: absorbing diffusion over the VQ tokens (--init-from the VQ run)",
     "sd-vq-mnist": "sd-vq-fmnist on MNIST",
     "sd-diffusion-mnist": "sd-diffusion-fmnist on MNIST",
+    "sdit-mnist": "SDiT paper, MNIST 28x28 as RGB: hidden 384, depth 4, patch 2, LIF T=4, class-conditional "
+    "(11,662,393 params: the reference's count without its learned-variance head)",
+    "sdit-fmnist": "SDiT paper, Fashion-MNIST: as sdit-mnist",
+    "sdit-cifar10": "SDiT paper, CIFAR-10 resized to 28x28: hidden 512, depth 8 (36,045,645 params)",
+    "fmnist-sdit-small": "CPU-sized class-conditional SDiT for Fashion-MNIST (hidden 128, depth 4, patch 4, grey)",
 }
 
 

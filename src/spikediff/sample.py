@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,14 @@ from torch import nn
 
 from spikediff.config import Config
 from spikediff.data.transforms import to_uint8
-from spikediff.diffusion import SAMPLERS, NoiseSchedule, estimate_gamma, sample_absorbing, sampling_timesteps
+from spikediff.diffusion import (
+    SAMPLERS,
+    ClassGuided,
+    NoiseSchedule,
+    estimate_gamma,
+    sample_absorbing,
+    sampling_timesteps,
+)
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import COMPILE_AUTO_MIN_EVALUATIONS, precision_context, resolve_compile
 from spikediff.snn import threshold_scale
@@ -38,6 +45,8 @@ def generate(
     precision: str = "fp32",
     fold_bn: bool = False,
     compile: str | bool = "off",
+    classes: int | Sequence[int] | torch.Tensor | None = None,
+    guidance: float = 1.0,
     **sampler_kwargs,
 ) -> torch.Tensor:
     """``num`` images as uint8 ``[N, C, H, W]``.
@@ -54,6 +63,11 @@ def generate(
     the network evaluations repay the ~50 s compilation) samples with a torch.compile'd copy, 2.2x
     faster than eager bf16 on this project's CPU (benchmarks/RESULTS.md). A last batch smaller than
     ``batch_size`` costs one more compilation: choose ``num`` a multiple of it.
+
+    A class-conditional model samples image ``i`` of class ``classes`` (one label for all, or one
+    per image); by default class ``i mod num_classes``, so every class is equally represented and a
+    grid with ``num_classes`` columns shows one class per column. ``guidance`` is the
+    classifier-free guidance scale (1 = conditional, one evaluation per step; otherwise two).
     """
     latent = config.model.arch == "spiking_diffusion"
     if config.model.arch == "vq_svae":
@@ -62,6 +76,7 @@ def generate(
     if latent and sampler != "absorbing" or not latent and sampler not in SAMPLERS:
         valid = ["absorbing"] if latent else sorted(SAMPLERS)
         raise ValueError(f"sampler {sampler!r} does not apply to {config.model.arch}; expected one of {valid}")
+    labels = class_labels(config, num, classes)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     if fold_bn:
@@ -84,8 +99,11 @@ def generate(
                                           generator=generator, device=device, callback=callback, **sampler_kwargs)
                 x = model.vq.decode(tokens)
             else:
+                net = model
+                if labels is not None:
+                    net = ClassGuided(model, labels[start : start + batch_size].to(device), guidance, m.num_classes)
                 x = SAMPLERS[sampler](
-                    model,
+                    net,
                     schedule,
                     noise[start : start + batch_size].to(device),
                     steps,
@@ -102,6 +120,22 @@ def generate(
     return torch.cat([mine[k] for k in sorted(mine)])
 
 
+def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor | None:
+    """The label of each of ``num`` images (see :func:`generate`); None for an unconditional model."""
+    k = config.model.num_classes
+    if not k:
+        if classes is not None:
+            raise ValueError(f"{config.name} is unconditional (model.num_classes = 0): it cannot sample a class")
+        return None
+    if classes is None:
+        return torch.arange(num) % k
+    labels = torch.as_tensor(classes, dtype=torch.long).flatten()
+    labels = labels.expand(num).clone() if labels.numel() == 1 else labels
+    if len(labels) != num or labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"classes must be one label or {num} labels in 0..{k - 1}, got {classes}")
+    return labels
+
+
 def analytic_gamma(
     model: nn.Module, config: Config, steps: int, cache_dir: str | Path | None = None, num_images: int = 256,
     threshold: float = 1.0, data_dir: str | Path | None = None, seed: int = 0, weights: str = "model",
@@ -110,7 +144,7 @@ def analytic_gamma(
     ``num_images`` training images and cached per step in ``cache_dir/analytic_gamma.json`` (it
     depends on the weights and on the threshold, so the cache lives with the checkpoint, keyed by
     ``weights`` ("model" or "ema") and threshold)."""
-    from spikediff.data import batch_transform, load_dataset
+    from spikediff.data import batch_transform, load_dataset, match_channels
 
     ts = sampling_timesteps(config.diffusion.num_steps, steps)
     path = Path(cache_dir) / GAMMA_FILE if cache_dir else None
@@ -122,7 +156,8 @@ def analytic_gamma(
         device = next(model.parameters()).device
         dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
         pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
-        x0 = batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size, False)
+        x0 = match_channels(batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size,
+                                            False), config.model.img_ch)
         model.eval()
         gen = torch.Generator().manual_seed(seed)
         schedule = NoiseSchedule.from_config(config.diffusion)

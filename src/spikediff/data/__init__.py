@@ -4,7 +4,7 @@ from spikediff.data.datasets import DATASETS, InMemoryImages, batch_transform, l
 from spikediff.data.idx import read_idx
 from spikediff.data.mnist import load_mnist_like
 from spikediff.data.paths import MissingDatasetError
-from spikediff.data.transforms import to_model_range, to_uint8
+from spikediff.data.transforms import match_channels, to_model_range, to_uint8
 
 __all__ = [
     "DATASETS",
@@ -13,6 +13,7 @@ __all__ = [
     "batch_transform",
     "load_dataset",
     "load_mnist_like",
+    "match_channels",
     "read_idx",
     "to_model_range",
     "to_uint8",

@@ -22,3 +22,13 @@ def to_model_range(images: torch.Tensor, size: int) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Model range [-1, 1] -> uint8 [0, 255], rounded: how generated and reference images are stored."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey ``[B, 1, H, W]`` repeated to ``channels`` (SDiT's reference feeds (Fashion-)MNIST as RGB);
+    a batch that already has ``channels`` is returned as is."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] != 1:
+        raise ValueError(f"images have {x.shape[1]} channels; the model takes {channels} (model.img_ch)")
+    return x.expand(-1, channels, -1, -1)

@@ -1,6 +1,7 @@
 """Gaussian diffusion: schedules, the training objective, and samplers."""
 
 from spikediff.diffusion.absorbing import absorbing_loss, mask_tokens, sample_absorbing
+from spikediff.diffusion.guidance import ClassGuided
 from spikediff.diffusion.objectives import PREDICTIONS, diffusion_loss, q_sample, to_x0_eps, training_target
 from spikediff.diffusion.samplers import (
     SAMPLERS,
@@ -16,6 +17,7 @@ from spikediff.diffusion.samplers import (
 from spikediff.diffusion.schedule import NoiseSchedule
 
 __all__ = [
+    "ClassGuided",
     "absorbing_loss",
     "mask_tokens",
     "sample_absorbing",

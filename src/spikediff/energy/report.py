@@ -153,8 +153,10 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
 
 ANN_ARCHS = ("ann_unet", "qann_unet")
 # The ANN each spiking architecture is compared with: the DDPM U-Net of the same sizes for the Spiking
-# U-Net, the quantised ANN it was converted from for a converted SNN.
-ANN_TWINS = {"spiking_unet": "ann_unet", "converted_snn": "qann_unet"}
+# U-Net, the quantised ANN it was converted from for a converted SNN; for SDiT, the same transformer
+# counted as an ANN (its LIF neurons removed, every layer costs what it costs now: its spikes are
+# averaged before any weight layer, so the ratio shows how much the convention credits it).
+ANN_TWINS = {"spiking_unet": "ann_unet", "converted_snn": "qann_unet", "sdit": "sdit"}
 
 
 def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel) -> EnergyReport:

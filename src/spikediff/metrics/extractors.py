@@ -63,6 +63,8 @@ class ClassifierFeatures(FeatureExtractor):
         self.img_ch = self.model.body[0].weight.shape[1]
 
     def _batch(self, images: torch.Tensor):
+        if images.shape[1] == 3 and self.img_ch == 1:  # a grey dataset modelled as RGB (SDiT's presets)
+            images = images.float().mean(1, keepdim=True).round().to(torch.uint8)
         if images.shape[1] != self.img_ch:
             raise ValueError(f"{self.name} expects {self.img_ch}-channel images, got {images.shape[1]} channels")
         return self.model(to_model_range(images, IMAGE_SIZE))

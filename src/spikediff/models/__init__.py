@@ -8,6 +8,7 @@ from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
 from spikediff.models.quant_unet import ConvertedSNN, QuantUNet
 from spikediff.models.sdid import SpikingDiffusion
+from spikediff.models.sdit import SDiT
 from spikediff.models.spiking_unet import SpikingUNet
 from spikediff.models.vq_svae import VQSVAE
 
@@ -18,15 +19,19 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "converted_snn": ConvertedSNN,
     "vq_svae": VQSVAE,
     "spiking_diffusion": SpikingDiffusion,
+    "sdit": SDiT,
 }
+UNCONDITIONAL_ONLY = ("vq_svae", "spiking_diffusion")
 
 
 def build_model(config: ModelConfig, num_diffusion_steps: int = 1000) -> nn.Module:
     """The backbone that ``config.arch`` names, sized by ``config``."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    if config.num_classes and config.arch in UNCONDITIONAL_ONLY:
+        raise ValueError(f"{config.arch} has no class conditioning; set model.num_classes=0")
     return ARCHITECTURES[config.arch](config, num_diffusion_steps)
 
 
-__all__ = ["ARCHITECTURES", "VQSVAE", "ConvertedSNN", "QuantUNet", "SpikingDiffusion", "SpikingUNet", "UNet",
-           "build_model"]
+__all__ = ["ARCHITECTURES", "VQSVAE", "ConvertedSNN", "QuantUNet", "SDiT", "SpikingDiffusion", "SpikingUNet",
+           "UNet", "build_model"]

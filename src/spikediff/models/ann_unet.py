@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikediff.config import ModelConfig
-from spikediff.models.layers import TimeEmbedding, xavier_
+from spikediff.models.layers import TimeEmbedding, add_class, class_embedding, xavier_
 
 
 class AttnBlock(nn.Module):
@@ -97,7 +97,8 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """DDPM U-Net; ``model(x [B, C, H, W], t [B]) -> prediction [B, C, H, W]``."""
+    """DDPM U-Net; ``model(x [B, C, H, W], t [B]) -> prediction [B, C, H, W]`` (``model(x, t, y)`` with
+    class labels ``y [B]`` when ``num_classes`` > 0)."""
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000,
                  norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU,
@@ -106,6 +107,7 @@ class UNet(nn.Module):
         self.config = config
         ch, tdim, drop = config.ch, config.ch * 4, config.dropout
         self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim, act())
+        self.class_embedding = class_embedding(config.num_classes, tdim)
         self.stem = nn.Conv2d(config.img_ch, ch, 3, padding=1)
         xavier_(self.stem)
 
@@ -140,8 +142,8 @@ class UNet(nn.Module):
         self.tail_conv = nn.Conv2d(now_ch, config.img_ch, 3, padding=1)
         xavier_(self.tail_conv, gain=1e-5)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = self.time_embedding(t)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        temb = add_class(self.time_embedding(t), self.class_embedding, y)
         h = self.stem(x)
         skips = [h]
         for layer in self.down:

@@ -60,3 +60,37 @@ def fold(x_seq: torch.Tensor) -> torch.Tensor:
 def unfold(x: torch.Tensor, spike_steps: int) -> torch.Tensor:
     """``[T*B, ...] -> [T, B, ...]``, the inverse of :func:`fold`."""
     return x.view(spike_steps, x.shape[0] // spike_steps, *x.shape[1:])
+
+
+class ClassEmbedding(nn.Module):
+    """Class label ``y [B]`` -> a vector added to the step embedding.
+
+    Row ``num_classes`` is the learned "no class" that label dropout trains and classifier-free
+    guidance asks for; ``y=None`` means it for the whole batch (so energy counts and other
+    label-free callers run a conditional model unconditionally). Initialised N(0, 0.02) as DiT's.
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.null_class = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def forward(self, y: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if y is None:
+            y = torch.full((batch,), self.null_class, dtype=torch.long, device=self.table.weight.device)
+        return self.table(y)
+
+
+def class_embedding(num_classes: int, dim: int) -> ClassEmbedding | None:
+    """The class embedding of a backbone with ``num_classes`` classes; None if unconditional (0)."""
+    return ClassEmbedding(num_classes, dim) if num_classes else None
+
+
+def add_class(temb: torch.Tensor, embedding: ClassEmbedding | None, y: torch.Tensor | None) -> torch.Tensor:
+    """``temb`` plus the class embedding of ``y``; an unconditional model refuses labels."""
+    if embedding is None:
+        if y is not None:
+            raise ValueError("this model is unconditional (model.num_classes = 0): it takes no class labels")
+        return temb
+    return temb + embedding(y, temb.shape[0])

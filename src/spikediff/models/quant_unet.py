@@ -79,7 +79,7 @@ class ConvertedSNN(UNet):
                 m.eval()
         return self
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         T = self.spike_steps
-        out = super().forward(x.repeat(T, *([1] * (x.dim() - 1))), t.repeat(T))
+        out = super().forward(x.repeat(T, *([1] * (x.dim() - 1))), t.repeat(T), None if y is None else y.repeat(T))
         return out.view(T, x.shape[0], *out.shape[1:]).mean(0)

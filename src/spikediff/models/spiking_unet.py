@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from spikediff.config import ModelConfig
-from spikediff.models.layers import TimeEmbedding, fold, unfold, xavier_
+from spikediff.models.layers import TimeEmbedding, add_class, class_embedding, fold, unfold, xavier_
 from spikediff.snn import make_neuron
 
 
@@ -194,7 +194,8 @@ class MembraneOutputHead(nn.Module):
 
 
 class SpikingUNet(nn.Module):
-    """The SDDPM Spiking U-Net; ``model(x [B, C, H, W], t [B]) -> eps-prediction [B, C, H, W]``."""
+    """The SDDPM Spiking U-Net; ``model(x [B, C, H, W], t [B]) -> eps-prediction [B, C, H, W]``
+    (``model(x, t, y)`` with class labels ``y [B]`` when ``num_classes`` > 0)."""
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         super().__init__()
@@ -208,6 +209,7 @@ class SpikingUNet(nn.Module):
         self.grad_checkpointing = False  # set by the trainer (TrainConfig.grad_checkpointing)
         self.spike_steps = config.spike_steps
         self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim)
+        self.class_embedding = class_embedding(config.num_classes, tdim)
         self.stem = SpikingStem(config.img_ch, ch, neuron(), conv)
 
         self.down = nn.ModuleList()
@@ -244,8 +246,8 @@ class SpikingUNet(nn.Module):
             return checkpoint(layer, h, temb, use_reentrant=False)
         return layer(h, temb)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = self.time_embedding(t)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        temb = add_class(self.time_embedding(t), self.class_embedding, y)
         h = self.stem(x, self.spike_steps)
         skips = [h]
         for layer in self.down:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +29,28 @@ class Objective:
 
 
 def gaussian_objective(config: Config) -> Objective:
-    """The Gaussian diffusion loss (eps / v / x0 prediction) at uniformly drawn diffusion steps."""
+    """The Gaussian diffusion loss (eps / v / x0 prediction) at uniformly drawn diffusion steps.
+
+    A class-conditional model (``num_classes`` > 0) gets the batch's labels (``draws["y"]``, set by
+    the trainer), each replaced by the "no class" label with probability ``class_dropout``: the
+    unconditional prediction that classifier-free guidance needs is learned by the same network.
+    """
     schedule = NoiseSchedule.from_config(config.diffusion)
+    num_classes, dropout = config.model.num_classes, config.model.class_dropout
 
     def draws(shape: torch.Size, gen: torch.Generator) -> Draws:
-        return {"t": torch.randint(0, schedule.num_steps, (shape[0],), generator=gen),
-                "noise": torch.randn(shape, generator=gen)}
+        d = {"t": torch.randint(0, schedule.num_steps, (shape[0],), generator=gen),
+             "noise": torch.randn(shape, generator=gen)}
+        if num_classes:
+            d["drop"] = torch.rand(shape[0], generator=gen) < dropout
+        return d
 
     def loss(step_model: nn.Module, x0: torch.Tensor, d: Draws) -> torch.Tensor:
-        return diffusion_loss(step_model, schedule, x0, config.diffusion.prediction, t=d["t"], noise=d["noise"])
+        model = step_model
+        if num_classes:
+            y = torch.where(d["drop"], num_classes, d["y"])
+            model = partial(step_model, y=y)
+        return diffusion_loss(model, schedule, x0, config.diffusion.prediction, t=d["t"], noise=d["noise"])
 
     return Objective(draws, loss)
 

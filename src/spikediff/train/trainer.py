@@ -35,7 +35,7 @@ from spikediff.checkpoint import (
     save,
 )
 from spikediff.config import Config
-from spikediff.data import InMemoryImages, batch_transform, load_dataset
+from spikediff.data import InMemoryImages, batch_transform, load_dataset, match_channels
 from spikediff.precision import precision_context, resolve_compile, resolve_precision
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
@@ -68,15 +68,18 @@ class BatchStream:
         self.per_epoch = len(dataset) // batch_size
         self._epoch, self._perm = -1, None
 
-    def __call__(self, step: int) -> torch.Tensor:
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(images, labels)`` of batch ``step``; labels are None for a dataset without them."""
         epoch, pos = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(_step_seed(self.seed, epoch, 1))
             self._epoch, self._perm = epoch, torch.randperm(len(self.dataset), generator=gen)
         idx = self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+        labels = getattr(self.dataset, "labels", None)
+        labels = labels[idx] if labels is not None else None
         if isinstance(self.dataset, InMemoryImages):
-            return self.dataset.images[idx]
-        return torch.stack([self.dataset[int(i)] for i in idx])
+            return self.dataset.images[idx], labels
+        return torch.stack([self.dataset[int(i)] for i in idx]), labels
 
 
 def lr_factor(step: int, warmup_steps: int) -> float:
@@ -177,6 +180,9 @@ def train(
         raise ValueError(f"train.batch_size {t.batch_size} must divide by ranks x grad_accum ({parts})")
     local = t.batch_size // d.world
     dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
+    if config.model.num_classes and getattr(dataset, "labels", None) is None:
+        raise ValueError(f"model.num_classes={config.model.num_classes} needs class labels, and {config.data.dataset} "
+                         "is read here without them: train it unconditionally (--set model.num_classes=0)")
     batches = BatchStream(dataset, t.batch_size, t.seed)
 
     torch.manual_seed(t.seed)
@@ -248,8 +254,13 @@ def train(
             torch.manual_seed(_step_seed(t.seed, step, 2) + d.rank)  # dropout and any other global draw
             gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 3))
             flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
-            x0 = batch_transform(batches(step), config.model.image_size, config.data.random_flip, flip_gen)
-            draws = {k: v[mine].to(device) for k, v in objective.draws(x0.shape, gen).items()}
+            images, labels = batches(step)
+            x0 = match_channels(batch_transform(images, config.model.image_size, config.data.random_flip, flip_gen),
+                                config.model.img_ch)
+            draws = objective.draws(x0.shape, gen)
+            if config.model.num_classes:
+                draws["y"] = labels
+            draws = {k: v[mine].to(device) for k, v in draws.items()}
             x0 = x0[mine].to(device)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,143 @@
+"""RWKV-4 time-mixing and channel-mixing: SDiT's replacements for self-attention and the MLP.
+
+The WKV operator mixes a token sequence ``k, v [B, L, C]`` causally, per channel, with a learned
+decay ``w > 0`` and a bonus ``u`` for the current token:
+
+    y_t = (a_{t-1} + e^{u + k_t} v_t) / (b_{t-1} + e^{u + k_t})
+    a_t = e^{-w} a_{t-1} + e^{k_t} v_t,   b_t = e^{-w} b_{t-1} + e^{k_t},   a_{-1} = b_{-1} = 0
+
+The reference SDiT runs it with a CUDA kernel only. Here it is plain PyTorch on any device: the
+recurrences are linear scans (one Python loop over L, on ``[2, B, C]`` slices), everything else is
+vectorised, and the backward pass is written out (three scans) instead of recorded step by step, so
+autograd keeps a handful of tensors, not ``10 L`` graph nodes. The scans run in float64: the
+exponentials then cannot overflow for any ``k`` below ~700, which spares the reference kernel's
+running-maximum rescaling; the result is returned in the inputs' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _scan(decay: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Exclusive linear scan over dim 0: ``s_t = sum_{i<t} decay^(t-1-i) inputs_i`` (``s_0 = 0``)."""
+    state = torch.zeros_like(inputs[0])
+    out = []
+    for x in inputs:
+        out.append(state)
+        state = decay * state + x
+    return torch.stack(out)
+
+
+def _reverse_scan(decay: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Exclusive scan from the end: ``r_t = sum_{s>t} decay^(s-1-t) inputs_s``."""
+    return _scan(decay, inputs.flip(0)).flip(0)
+
+
+class _WKV(torch.autograd.Function):
+    """``wkv(w [C], u [C], k [L, B, C], v [L, B, C])`` in float64, sequence-first."""
+
+    @staticmethod
+    def _forward_terms(w, u, k, v):
+        decay = torch.exp(-w)
+        ek, euk = torch.exp(k), torch.exp(u + k)
+        prev = _scan(decay, torch.stack([ek * v, ek], dim=1))  # [L, 2, B, C]: a_{t-1}, b_{t-1}
+        num, den = prev[:, 0] + euk * v, prev[:, 1] + euk
+        return decay, ek, euk, prev, den, num / den
+
+    @staticmethod
+    def forward(ctx, w, u, k, v):
+        ctx.save_for_backward(w, u, k, v)
+        return _WKV._forward_terms(w, u, k, v)[-1]
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        w, u, k, v = ctx.saved_tensors
+        decay, ek, euk, prev, den, y = _WKV._forward_terms(w, u, k, v)
+        g_num = grad_y / den  # dL/d(numerator_t)
+        g_den = -g_num * y  # dL/d(denominator_t)
+        later = _reverse_scan(decay, torch.stack([g_num, g_den], dim=1))  # what k_t, v_t feed into steps > t
+        grad_v = g_num * euk + ek * later[:, 0]
+        here = euk * (g_num * v + g_den)
+        grad_k = here + ek * (v * later[:, 0] + later[:, 1])
+        grad_u = here.sum(dim=(0, 1))
+        # d a_{t-1} / dw = -sum_{i<t} (t-1-i) e^{-(t-1-i) w} e^{k_i} v_i: another exclusive scan
+        weighted = _scan(decay, decay * prev)
+        grad_w = -(g_num * weighted[:, 0] + g_den * weighted[:, 1]).sum(dim=(0, 1))
+        return grad_w, grad_u, grad_k, grad_v
+
+
+def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The WKV operator on ``k, v [B, L, C]`` with decay ``w [C] > 0`` and bonus ``u [C]``."""
+    out = _WKV.apply(w.double(), u.double(), k.double().transpose(0, 1), v.double().transpose(0, 1))
+    return out.transpose(0, 1).to(torch.promote_types(k.dtype, v.dtype))
+
+
+def _token_shift(x: torch.Tensor) -> torch.Tensor:
+    """Each token's predecessor (zeros for the first): RWKV's ``time_shift``."""
+    return F.pad(x, (0, 0, 1, -1))
+
+
+def _mix(x: torch.Tensor, previous: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """Per-channel interpolation between a token and its predecessor (promotes bf16 under autocast)."""
+    return x * ratio + previous * (1 - ratio)
+
+
+def _channel_ramp(dim: int) -> torch.Tensor:
+    return torch.arange(dim, dtype=torch.float32) / dim
+
+
+class TimeMix(nn.Module):
+    """RWKV-4 time-mixing: ``Wo(sigmoid(r) * wkv(k, v))`` over token-shift-mixed inputs.
+
+    The initial decays, bonuses and mixing ratios are RWKV-4's layer-dependent ones, as the reference
+    keeps them (its linear layers are then re-initialised Xavier-uniform by the model).
+    """
+
+    def __init__(self, dim: int, layer_id: int, num_layers: int) -> None:
+        super().__init__()
+        early = layer_id / max(num_layers - 1, 1)  # 0 at the first layer, 1 at the last
+        late = 1.0 - layer_id / num_layers  # 1 at the first layer, towards 0 at the last
+        h = torch.arange(dim, dtype=torch.float32) / max(dim - 1, 1)
+        self.time_decay = nn.Parameter(-5 + 8 * h ** (0.7 + 1.3 * early))
+        zigzag = ((torch.arange(dim) + 1) % 3 - 1).float() * 0.5
+        self.time_first = nn.Parameter(torch.full((dim,), math.log(0.3)) + zigzag)
+        ramp = _channel_ramp(dim)
+        self.time_mix_k = nn.Parameter(ramp**late)
+        self.time_mix_v = nn.Parameter(ramp**late + 0.3 * early)
+        self.time_mix_r = nn.Parameter(ramp ** (0.5 * late))
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
+        self.receptance = nn.Linear(dim, dim, bias=False)
+        self.output = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xx = _token_shift(x)
+        k = self.key(_mix(x, xx, self.time_mix_k))
+        v = self.value(_mix(x, xx, self.time_mix_v))
+        r = self.receptance(_mix(x, xx, self.time_mix_r))
+        mixed = wkv(torch.exp(self.time_decay), self.time_first, k, v)
+        return self.output(torch.sigmoid(r) * mixed.to(r.dtype))
+
+
+class ChannelMix(nn.Module):
+    """RWKV-4 channel-mixing: ``sigmoid(Wr x_r) * Wv(relu(Wk x_k)^2)``, a 4x-wide squared-ReLU MLP."""
+
+    def __init__(self, dim: int, layer_id: int, num_layers: int) -> None:
+        super().__init__()
+        late = 1.0 - layer_id / num_layers
+        ramp = _channel_ramp(dim)
+        self.time_mix_k = nn.Parameter(ramp**late)
+        self.time_mix_r = nn.Parameter(ramp**late)
+        self.key = nn.Linear(dim, 4 * dim, bias=False)
+        self.receptance = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(4 * dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xx = _token_shift(x)
+        k = torch.relu(self.key(_mix(x, xx, self.time_mix_k))).square()
+        return torch.sigmoid(self.receptance(_mix(x, xx, self.time_mix_r))) * self.value(k)

@@ -1,0 +1,132 @@
+"""SDiT (papers/003, SPEC §4): a diffusion transformer whose attention and MLP are RWKV time-mixing
+and channel-mixing, with LIF neurons on their outputs.
+
+``model(x [B, C, H, W], t [B], y [B] | None) -> prediction [B, C, H, W]``. The layout follows the
+reference (foolLain/SDiT): a non-spiking patch embedding (patch 2), a condition token ``c = step
+embedding + class embedding`` in front of the patch tokens, learned position embeddings (zero at
+start), ``depth // 2`` input blocks, a middle block and ``depth // 2`` output blocks joined to the
+input ones by U-ViT long skips, a LayerNorm + linear head, unpatchify, and a 3x3 conv.
+
+In each block, learnable "reconstruction" tokens are appended to the sequence; both mixers run over
+the joined sequence, and the reconstruction tokens, mixed across tokens by two linear layers,
+rescale the patch tokens (``x + x * r``). A mixer's output is repeated over the ``spike_steps``
+(the paper's T = 4), fed to a LIF neuron and averaged over T before the residual add: the spikes
+never reach a weight layer, so by the field's energy convention (SPEC §6) every layer of SDiT is a
+MAC layer — the energy report measures exactly that.
+
+Differences from the reference, all numerics-neutral or fixes: the neurons hold no state between
+calls (the reference resets its LIF neurons only after a whole sampling loop, so membranes carry over
+from one sampling step to the next); the step embedding is the project's ``TimeEmbedding`` (a
+frozen sinusoid table, the same frequencies and MLP as DiT's, interleaved instead of concatenated);
+the output is the prediction only (the reference also learns the variance: 2C output channels).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikediff.config import ModelConfig
+from spikediff.models.layers import TimeEmbedding, add_class, class_embedding
+from spikediff.models.rwkv import ChannelMix, TimeMix
+from spikediff.snn import make_neuron
+
+FREQUENCY_DIM = 256  # DiT's width of the sinusoidal step features
+
+
+class SDiTBlock(nn.Module):
+    """One block: [skip fusion], reconstruction tokens, spiking time-mix, spiking channel-mix, rescale."""
+
+    def __init__(self, config: ModelConfig, num_tokens: int, layer_id: int, skip: bool) -> None:
+        super().__init__()
+        dim = config.ch
+        self.spike_steps = config.spike_steps
+        self.skip_linear = nn.Linear(2 * dim, dim) if skip else None
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.time_mix = TimeMix(dim, layer_id, config.depth)
+        self.channel_mix = ChannelMix(dim, layer_id, config.depth)
+        self.neuron1 = make_neuron(config.neuron)
+        self.neuron2 = make_neuron(config.neuron)
+        self.recon_tokens = nn.Parameter(torch.ones(1, num_tokens, dim))
+        self.recon_token_mix = nn.Linear(dim, num_tokens)
+        self.recon_out = nn.Linear(num_tokens, dim)
+
+    def _spiking(self, neuron: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """The firing rate of ``neuron`` driven by ``h`` for ``spike_steps`` steps."""
+        return neuron(h.unsqueeze(0).expand(self.spike_steps, *h.shape)).mean(0)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if self.skip_linear is not None:
+            x = self.skip_linear(torch.cat([x, skip], dim=-1))
+        n = x.shape[1]
+        x = torch.cat([x, self.recon_tokens.expand(x.shape[0], -1, -1).to(x.dtype)], dim=1)
+        x = x + self._spiking(self.neuron1, self.time_mix(self.norm1(x)))
+        x = x + self._spiking(self.neuron2, self.channel_mix(self.norm2(x)))
+        x, recon = x[:, :n], x[:, n:]
+        scale = self.recon_out(self.recon_token_mix(recon).transpose(1, 2))
+        return x + x * scale
+
+
+class SDiT(nn.Module):
+    """The spiking diffusion transformer (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
+        super().__init__()
+        if config.image_size % config.patch_size:
+            raise ValueError(f"model.image_size {config.image_size} must divide by model.patch_size "
+                             f"{config.patch_size}")
+        if config.depth < 2 or config.depth % 2:
+            raise ValueError(f"model.depth must be even and >= 2 (in + out blocks around a middle one), "
+                             f"got {config.depth}")
+        self.config = config
+        dim, p, c = config.ch, config.patch_size, config.img_ch
+        self.grid = config.image_size // p
+        num_tokens = self.grid**2 + 1  # the condition token in front of the patches
+        self.patch_embed = nn.Conv2d(c, dim, p, stride=p)
+        self.time_embedding = TimeEmbedding(num_diffusion_steps, FREQUENCY_DIM, dim)
+        self.class_embedding = class_embedding(config.num_classes, dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
+        half = config.depth // 2
+        self.in_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=False) for i in range(half))
+        self.mid_block = SDiTBlock(config, num_tokens, half, skip=False)
+        self.out_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=True) for i in range(half))
+        self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.final_linear = nn.Linear(dim, p * p * c)
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """The reference's: Xavier-uniform linears with zero bias, the patch embedding like a linear,
+        N(0, 0.02) step-MLP weights, a zero head (the first prediction is the conv's bias)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        nn.init.normal_(self.time_embedding.linear1.weight, std=0.02)
+        nn.init.normal_(self.time_embedding.linear2.weight, std=0.02)
+        nn.init.zeros_(self.final_linear.weight)
+        nn.init.zeros_(self.final_linear.bias)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, grid^2, p*p*C] -> [B, C, H, W]``."""
+        b, p, c = tokens.shape[0], self.config.patch_size, self.config.img_ch
+        x = tokens.reshape(b, self.grid, self.grid, p, p, c)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c, self.grid * p, self.grid * p)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.patch_embed(x).flatten(2).transpose(1, 2)
+        cond = add_class(self.time_embedding(t), self.class_embedding, y)
+        h = torch.cat([cond.unsqueeze(1).to(h.dtype), h], dim=1) + self.pos_embed
+        skips = []
+        for block in self.in_blocks:
+            h = block(h)
+            skips.append(h)
+        h = self.mid_block(h)
+        for block in self.out_blocks:
+            h = block(h, skips.pop())
+        h = self.final_linear(self.final_norm(h))[:, 1:]
+        return self.conv(self.unpatchify(h))

@@ -1,0 +1,211 @@
+"""SDiT: the WKV recurrence, shapes and parameter counts, class conditioning and classifier-free
+guidance for every Gaussian backbone, training steps, and the CLI path (train, sample a class, energy)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import spikediff
+from spikediff.cli import main
+from spikediff.config import ModelConfig, NeuronConfig
+from spikediff.data import load_mnist_like, match_channels, to_model_range
+from spikediff.diffusion import ClassGuided
+from spikediff.models import build_model
+from spikediff.models.rwkv import wkv
+from spikediff.sample import class_labels
+from spikediff.train.objectives import gaussian_objective
+
+from .conftest import TINY_ANN, TINY_SNN
+
+TINY_SDIT = ModelConfig(arch="sdit", image_size=28, img_ch=1, ch=32, depth=2, patch_size=4, spike_steps=4,
+                        neuron=NeuronConfig(kind="lif", tau=2.0), num_classes=10)
+
+
+def naive_wkv(w, u, k, v):
+    """The WKV definition as a direct sum over earlier tokens: O(L^2), no recurrence."""
+    out = torch.empty_like(k)
+    for t in range(k.shape[1]):
+        weights = [torch.exp(-(t - 1 - i) * w + k[:, i]) for i in range(t)] + [torch.exp(u + k[:, t])]
+        values = [v[:, i] for i in range(t + 1)]
+        out[:, t] = sum(a * b for a, b in zip(weights, values, strict=True)) / sum(weights)
+    return out
+
+
+def test_wkv_recurrence_and_its_gradients_match_the_direct_sum():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.rand(5, generator=gen, dtype=torch.double) * 2 + 0.05
+    u = torch.randn(5, generator=gen, dtype=torch.double)
+    k, v = (torch.randn(3, 9, 5, generator=gen, dtype=torch.double) * 2 for _ in range(2))
+    torch.testing.assert_close(wkv(w, u, k, v), naive_wkv(w, u, k, v), rtol=1e-10, atol=1e-10)
+    ours = [a.clone().requires_grad_() for a in (w, u, k, v)]
+    ref = [a.clone().requires_grad_() for a in (w, u, k, v)]
+    grad_out = torch.randn(3, 9, 5, generator=gen, dtype=torch.double)
+    (wkv(*ours) * grad_out).sum().backward()
+    (naive_wkv(*ref) * grad_out).sum().backward()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
+    # float32 in, float32 out (the scan itself runs in float64)
+    assert wkv(w.float(), u.float(), k.float(), v.float()).dtype == torch.float32
+
+
+def test_paper_presets_have_the_reference_parameter_counts():
+    # counted on foolLain/SDiT's Diffusion_RWKV(input_size=28, patch_size=2, in_channels=3, num_classes=10,
+    # learn_sigma=False); with its default learned-variance head: 11,667,259 and 36,052,047
+    for name, count in (("sdit-fmnist", 11_662_393), ("sdit-cifar10", 36_045_645)):
+        model = spikediff.build(spikediff.get_preset(name))
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count, name
+
+
+@pytest.mark.parametrize("config", [
+    TINY_SDIT,
+    replace(TINY_SDIT, img_ch=3, patch_size=2, depth=4, num_classes=0),
+    replace(TINY_SDIT, image_size=32, patch_size=2),
+])
+def test_sdit_maps_images_to_predictions_of_the_same_shape(config):
+    model = build_model(config)
+    x = torch.randn(2, config.img_ch, config.image_size, config.image_size)
+    y = torch.tensor([1, 2]) if config.num_classes else None
+    assert model(x, torch.tensor([0, 999]), y).shape == x.shape
+    with pytest.raises(ValueError, match="patch_size"):
+        build_model(replace(config, image_size=30, patch_size=4))
+
+
+def test_spiking_mixer_outputs_are_firing_rates():
+    block = build_model(TINY_SDIT).mid_block
+    rates = block._spiking(block.neuron1, torch.randn(2, 5, 32) * 3)
+    assert set(rates.unique().tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert 0 < rates.mean() < 1
+
+
+def _nontrivial(model: torch.nn.Module) -> torch.nn.Module:
+    """Randomise the (near-)zero-initialised heads so that predictions depend on the input and the label."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and p.abs().max() < 1e-3:
+                p.normal_(0, 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("config", [TINY_SDIT, replace(TINY_SNN, num_classes=10), replace(TINY_ANN, num_classes=10)])
+def test_guidance_scale_one_is_the_conditional_prediction(config):
+    model = _nontrivial(build_model(config))
+    size = config.image_size
+    x, t = torch.randn(4, config.img_ch, size, size), torch.tensor([5, 200, 600, 990])
+    y, null = torch.tensor([0, 3, 3, 9]), torch.full((4,), 10)
+    with torch.no_grad():
+        cond, uncond = model(x, t, y), model(x, t, null)
+        assert not torch.allclose(cond, uncond)  # the label matters
+        torch.testing.assert_close(model(x, t), uncond)  # no label = the "no class" label
+        torch.testing.assert_close(ClassGuided(model, y, 1.0, 10)(x, t), cond)
+        torch.testing.assert_close(ClassGuided(model, y, 0.0, 10)(x, t), uncond, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ClassGuided(model, y, 2.5, 10)(x, t), uncond + 2.5 * (cond - uncond),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_unconditional_models_refuse_labels_and_default_labels_cover_every_class():
+    model = build_model(TINY_SNN)
+    with pytest.raises(ValueError, match="unconditional"):
+        model(torch.randn(1, 1, 32, 32), torch.tensor([3]), torch.tensor([1]))
+    config = replace(spikediff.get_preset("fmnist-sdit-small"), model=TINY_SDIT)
+    assert class_labels(config, 25, None).tolist() == [i % 10 for i in range(25)]
+    assert class_labels(config, 3, 7).tolist() == [7, 7, 7]
+    with pytest.raises(ValueError, match="0..9"):
+        class_labels(config, 3, 10)
+    with pytest.raises(ValueError, match="unconditional"):
+        class_labels(spikediff.get_preset("fmnist-snn-small"), 3, 1)
+    with pytest.raises(ValueError, match="class conditioning"):
+        build_model(replace(spikediff.get_preset("sd-vq-fmnist").model, num_classes=10))
+
+
+def test_label_dropout_feeds_the_null_class_at_the_configured_rate():
+    config = replace(spikediff.get_preset("fmnist-sdit-small"), model=replace(TINY_SDIT, class_dropout=0.25))
+    objective = gaussian_objective(config)
+    draws = objective.draws(torch.Size([4000, 1, 28, 28]), torch.Generator().manual_seed(0))
+    assert abs(draws["drop"].float().mean().item() - 0.25) < 0.03
+    seen = {}
+
+    def recorder(x, t, y):
+        seen["y"] = y
+        return torch.zeros_like(x)
+
+    d = {k: v[:64] for k, v in draws.items()} | {"y": torch.arange(64) % 10}
+    objective.loss(recorder, torch.zeros(64, 1, 28, 28), d)
+    expected = torch.where(d["drop"], 10, d["y"])
+    assert torch.equal(seen["y"], expected) and (expected == 10).any() and (expected < 10).any()
+
+
+def test_a_few_training_steps_lower_the_loss_on_real_images():
+    images, labels = load_mnist_like("fmnist", "train")
+    x0 = to_model_range(torch.from_numpy(images[:64].copy()), 28)
+    y = torch.from_numpy(labels[:64].astype("int64"))
+    config = replace(spikediff.get_preset("fmnist-sdit-small"), model=TINY_SDIT)
+    torch.manual_seed(0)
+    model = build_model(config.model)
+    objective = gaussian_objective(config)
+    fixed = objective.draws(x0.shape, torch.Generator().manual_seed(1)) | {"y": y}
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            return objective.loss(model, x0, fixed).item()
+
+    before = held_loss()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(30):
+        loss = objective.loss(model, x0, objective.draws(x0.shape, gen) | {"y": y})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert held_loss() < 0.8 * before
+
+
+def test_grey_data_feeds_rgb_models_and_rgb_samples_score_against_grey_data():
+    grey = torch.rand(2, 1, 4, 4)
+    assert torch.equal(match_channels(grey, 3), grey.expand(-1, 3, -1, -1))
+    assert match_channels(grey, 1) is grey
+    with pytest.raises(ValueError, match="img_ch"):
+        match_channels(torch.rand(2, 3, 4, 4), 1)
+    from spikediff.metrics.extractors import make_extractor
+
+    extractor = make_extractor("classifier", "fmnist")
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    feats_grey, _ = extractor(images)
+    feats_rgb, _ = extractor(images.expand(-1, 3, -1, -1))
+    torch.testing.assert_close(feats_rgb, feats_grey)
+
+
+def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path, small_fmnist_dir):
+    run = tmp_path / "sdit"
+    sets = ["model.ch=32", "model.depth=2", "train.batch_size=8", "train.total_steps=3", "train.sample_every=0",
+            "train.compile=off", "train.precision=fp32"]
+    assert main(["train", "--preset", "fmnist-sdit-small", "--out", str(run), "--data-dir", str(small_fmnist_dir),
+                 "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+    out = tmp_path / "class3"
+    assert main(["sample", str(run), "--out", str(out), "--num", "4", "--steps", "2", "--class", "3", "--cfg", "2.0",
+                 "--no-png", "--no-progress", "--compile", "off"]) == 0
+    meta = json.loads((out / "sampling.json").read_text())
+    assert meta["classes"] == 3 and meta["cfg"] == 2.0
+    assert spikediff.metrics.load_images(out).shape == (4, 1, 28, 28)
+    energy = tmp_path / "energy"
+    assert main(["energy", str(run), "--num-images", "4", "--steps", "2", "--out", str(energy),
+                 "--data-dir", str(small_fmnist_dir)]) == 0
+    report = json.loads((energy / "energy.json").read_text())
+    layers = report["report"]["layers"]
+    # the spikes of SDiT are averaged before any weight layer: every layer is a MAC layer
+    assert layers and all(layer["input"] == "real" for layer in layers)
+    # a conditional Spiking U-Net trains from the same flags; an unconditional one refuses --class
+    unet = tmp_path / "unet"
+    assert main(["train", "--preset", "fmnist-snn-small", "--out", str(unet), "--data-dir", str(small_fmnist_dir),
+                 "--no-progress", "--set", "model.num_classes=10", "--set", "model.ch=16",
+                 *[a for s in sets[2:] for a in ("--set", s)]]) == 0
+    assert spikediff.load(unet).class_embedding is not None
+    plain = tmp_path / "plain"
+    assert main(["train", "--preset", "fmnist-snn-small", "--out", str(plain), "--data-dir", str(small_fmnist_dir),
+                 "--no-progress", "--set", "model.ch=16", *[a for s in sets[2:] for a in ("--set", s)]]) == 0
+    assert main(["sample", str(plain), "--out", str(tmp_path / "x"), "--num", "2", "--steps", "1", "--class", "1",
+                 "--no-progress"]) != 0
