@@ -4,6 +4,7 @@ guidance for every Gaussian backbone, training steps, and the CLI path (train, s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -13,7 +14,8 @@ import spikediff
 from spikediff.cli import main
 from spikediff.config import ModelConfig, NeuronConfig
 from spikediff.data import load_mnist_like, match_channels, to_model_range
-from spikediff.diffusion import ClassGuided
+from spikediff.diffusion import ClassGuided, NoiseSchedule, q_sample, sample_ddpm
+from spikediff.diffusion.learned_variance import variational_bound_bits
 from spikediff.models import build_model
 from spikediff.models.rwkv import wkv
 from spikediff.sample import class_labels
@@ -58,6 +60,54 @@ def test_paper_presets_have_the_reference_parameter_counts():
     for name, count in (("sdit-fmnist", 11_662_393), ("sdit-cifar10", 36_045_645)):
         model = spikediff.build(spikediff.get_preset(name))
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count, name
+
+
+def test_learned_variance_head_has_the_reference_count_and_twice_the_channels():
+    config = replace(spikediff.get_preset("sdit-fmnist").model, learn_sigma=True)
+    model = build_model(config)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 11_667_259  # Diffusion_RWKV's default
+    out = build_model(replace(TINY_SDIT, learn_sigma=True))(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]))
+    assert out.shape == (2, 2, 28, 28)
+    with pytest.raises(ValueError, match="SDiT option"):
+        build_model(replace(TINY_SNN, learn_sigma=True))
+
+
+def test_learned_variance_spans_ddpms_two_fixed_variances():
+    schedule = NoiseSchedule.linear(1000)
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def fixed_eps(x, t):
+        return 0.5 * x
+
+    def learned(v):
+        return lambda x, t: torch.cat([fixed_eps(x, t), torch.full_like(x, v)], dim=1)
+
+    def run(model, variance):
+        return sample_ddpm(model, schedule, noise, 10, torch.Generator().manual_seed(1), variance=variance)
+
+    torch.testing.assert_close(run(learned(-1.0), "learned"), run(fixed_eps, "fixedsmall"))
+    torch.testing.assert_close(run(learned(1.0), "learned"), run(fixed_eps, "fixedlarge"))
+    with pytest.raises(ValueError, match="learn_sigma"):
+        run(fixed_eps, "learned")
+
+
+def test_variational_bound_vanishes_for_the_true_posterior_only():
+    schedule = NoiseSchedule.linear(1000)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1
+    t = torch.tensor([1, 10, 500, 999])
+    x_t = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=gen))
+    posterior = variational_bound_bits(schedule, x0, x_t, t, x0, torch.full_like(x0, -1.0))
+    torch.testing.assert_close(posterior, torch.zeros(4), atol=1e-6, rtol=0)
+    too_wide = variational_bound_bits(schedule, x0, x_t, t, x0, torch.full_like(x0, 1.0))
+    assert (too_wide[:2] > 1e-3).all() and too_wide[3] < 1e-6  # late in the chain beta ~ posterior variance
+    wrong_mean = variational_bound_bits(schedule, x0, x_t, t, x0 * 0.5, torch.full_like(x0, -1.0))
+    assert (wrong_mean[:2] > 1).all() and wrong_mean[2] > 1e-5  # the mean matters less as noise grows
+    # t = 0 scores the decoder: a sharp decoder centred on the image beats a shifted one
+    t0 = torch.zeros(4, dtype=torch.long)
+    sharp = variational_bound_bits(schedule, x0, x0, t0, x0, torch.full_like(x0, -1.0))
+    shifted = variational_bound_bits(schedule, x0, x0, t0, x0 + 0.05, torch.full_like(x0, -1.0))
+    assert (sharp < shifted).all()
 
 
 @pytest.mark.parametrize("config", [
@@ -184,10 +234,12 @@ def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path,
     sets = ["model.ch=32", "model.depth=2", "train.batch_size=8", "train.total_steps=3", "train.sample_every=0",
             "train.compile=off", "train.precision=fp32"]
     assert main(["train", "--preset", "fmnist-sdit-small", "--out", str(run), "--data-dir", str(small_fmnist_dir),
-                 "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+                 "--no-progress", "--set", "model.learn_sigma=true", *[a for s in sets for a in ("--set", s)]]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
     out = tmp_path / "class3"
     assert main(["sample", str(run), "--out", str(out), "--num", "4", "--steps", "2", "--class", "3", "--cfg", "2.0",
-                 "--no-png", "--no-progress", "--compile", "off"]) == 0
+                 "--sampler", "ddpm", "--no-png", "--no-progress", "--compile", "off"]) == 0
     meta = json.loads((out / "sampling.json").read_text())
     assert meta["classes"] == 3 and meta["cfg"] == 2.0
     assert spikediff.metrics.load_images(out).shape == (4, 1, 28, 28)

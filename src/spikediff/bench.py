@@ -53,7 +53,8 @@ def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2) -
 
     def step() -> None:
         with autocast:
-            loss = diffusion_loss(step_model, schedule, x0, config.diffusion.prediction)
+            loss = diffusion_loss(step_model, schedule, x0, config.diffusion.prediction,
+                                  learned_variance=config.model.learn_sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

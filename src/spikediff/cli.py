@@ -207,7 +207,7 @@ def _sampler_options(args: argparse.Namespace, model: torch.nn.Module, config: C
     if args.sampler == "ddim":
         return {"eta": args.eta}
     if args.sampler == "ddpm":
-        return {"variance": args.variance}
+        return {"variance": args.variance} if args.variance else {}
     if args.sampler == "analytic-dpm":
         from spikediff.sample import analytic_gamma
 
@@ -333,7 +333,8 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                    "absorbing diffusion)")
     p.add_argument("--temperature", type=float, default=1.0, help="absorbing diffusion: softmax temperature")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
-    p.add_argument("--variance", choices=["fixedlarge", "fixedsmall"], default="fixedlarge", help="DDPM variance")
+    p.add_argument("--variance", choices=["fixedlarge", "fixedsmall", "learned"],
+                   help="DDPM variance (default: learned for models that predict it, else fixedlarge)")
     p.add_argument("--threshold", type=float, default=1.0,
                    help="threshold guidance: scale every neuron's threshold at sampling (0.997 = SDDPM's best)")
     p.add_argument("--seed", type=int, default=0)

@@ -55,6 +55,7 @@ class ModelConfig:
     tsm: bool = False  # spiking_unet: SDM's Temporal-wise Spiking Mechanism (per-step scale on each Conv2d)
     depth: int = 4  # sdit: blocks = depth // 2 in, 1 middle, depth // 2 out (with long skips)
     patch_size: int = 2  # sdit
+    learn_sigma: bool = False  # sdit: also output the reverse variance (IDDPM hybrid loss), as SDiT's reference
     # class conditioning (spiking_unet, ann_unet, sdit): 0 = unconditional; labels are dropped to a
     # learned "null" class with probability class_dropout in training, for classifier-free guidance
     num_classes: int = 0

@@ -67,7 +67,8 @@ def generate(
     A class-conditional model samples image ``i`` of class ``classes`` (one label for all, or one
     per image); by default class ``i mod num_classes``, so every class is equally represented and a
     grid with ``num_classes`` columns shows one class per column. ``guidance`` is the
-    classifier-free guidance scale (1 = conditional, one evaluation per step; otherwise two).
+    classifier-free guidance scale (1 = conditional, one evaluation per step; otherwise two). DDPM
+    sampling of a model that learns its variance uses that variance unless ``variance`` says otherwise.
     """
     latent = config.model.arch == "spiking_diffusion"
     if config.model.arch == "vq_svae":
@@ -77,6 +78,8 @@ def generate(
         valid = ["absorbing"] if latent else sorted(SAMPLERS)
         raise ValueError(f"sampler {sampler!r} does not apply to {config.model.arch}; expected one of {valid}")
     labels = class_labels(config, num, classes)
+    if sampler == "ddpm" and config.model.learn_sigma:
+        sampler_kwargs.setdefault("variance", "learned")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     if fold_bn:

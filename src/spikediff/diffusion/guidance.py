@@ -13,7 +13,8 @@ class ClassGuided(nn.Module):
     ``out = uncond + scale * (cond - uncond)``. ``scale`` 1 is the conditional prediction and costs
     one evaluation; any other scale evaluates the conditional and the unconditional ("no class",
     label ``null_class``) halves as one doubled batch. The combination is linear, so it applies to
-    eps-, v- and x0-predictions alike.
+    eps-, v- and x0-predictions alike. A learned variance (the channels after the image's) is not
+    extrapolated: the conditional one is kept, as DiT does.
     """
 
     def __init__(self, net: nn.Module, labels: torch.Tensor, scale: float, null_class: int) -> None:
@@ -27,4 +28,6 @@ class ClassGuided(nn.Module):
         null = torch.full_like(self.labels, self.null_class)
         both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.labels, null]))
         cond, uncond = both.chunk(2)
-        return uncond + self.scale * (cond - uncond)
+        c = x.shape[1]
+        guided = uncond[:, :c] + self.scale * (cond[:, :c] - uncond[:, :c])
+        return torch.cat([guided, cond[:, c:]], dim=1) if cond.shape[1] > c else guided

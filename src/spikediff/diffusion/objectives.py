@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from spikediff.diffusion.learned_variance import split_output, variational_bound_bits
 from spikediff.diffusion.schedule import NoiseSchedule, gather
 
 PREDICTIONS = ("eps", "v", "x0")
@@ -49,15 +50,25 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    learned_variance: bool = False,
 ) -> torch.Tensor:
     """DDPM's simple loss: MSE between the network output and its target at a uniform random t.
 
     ``t`` and ``noise`` may be given (a distributed step draws them for the global batch and hands
-    each rank its share, so that N ranks reproduce one process exactly)."""
+    each rank its share, so that N ranks reproduce one process exactly). ``learned_variance``: the
+    network also outputs its variance and the loss is IDDPM's hybrid (see ``learned_variance.py``)."""
     if t is None:
         t = torch.randint(0, schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
     if noise is None:
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = q_sample(schedule, x0, t, noise)
-    target = training_target(prediction, x0, noise, gather(schedule.alphas_cumprod, t, x0))
-    return torch.nn.functional.mse_loss(model(x_t, t), target)
+    abar = gather(schedule.alphas_cumprod, t, x0)
+    target = training_target(prediction, x0, noise, abar)
+    if not learned_variance:
+        return torch.nn.functional.mse_loss(model(x_t, t), target)
+    out, v = split_output(model(x_t, t), x0.shape[1])
+    if v is None:
+        raise ValueError("learned_variance needs a network with 2x the image channels (model.learn_sigma)")
+    x0_hat, _ = to_x0_eps(prediction, out.detach().float(), x_t, abar)
+    bound = variational_bound_bits(schedule, x0, x_t, t, x0_hat, v.float())
+    return torch.nn.functional.mse_loss(out, target) + bound.mean()

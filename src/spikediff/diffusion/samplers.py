@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from spikediff.diffusion.learned_variance import interpolated_log_variance, split_output
 from spikediff.diffusion.objectives import ModelFn, to_x0_eps
 from spikediff.diffusion.schedule import NoiseSchedule
 
 Callback = Callable[[int, int, torch.Tensor], None]  # (index, t, x after the step)
+VARIANCES = ("fixedlarge", "fixedsmall", "learned")
 
 
 def sampling_timesteps(num_diffusion_steps: int, steps: int | Sequence[int]) -> list[int]:
@@ -63,28 +65,37 @@ def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
 
 
 def _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback) -> torch.Tensor:
-    """The DDPM reverse chain over ``ts``: posterior mean at the predicted x0, plus ``var[i]`` noise."""
+    """The DDPM reverse chain over ``ts``: posterior mean at the predicted x0, plus ``var[i]`` noise
+    (``var=None``: the variance the network predicts, between the respaced beta and posterior variance)."""
     c = respaced_coefficients(schedule, ts)
     x = noise
     for i, t in enumerate(ts):
-        x0, _ = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised)
+        x0, _, v = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised, with_variance=True)
         x = float(c["coef_x0"][i]) * x0 + float(c["coef_xt"][i]) * x
         if i < len(ts) - 1:
-            x = x + float(var[i].sqrt()) * _randn(x, generator)
+            if var is None:
+                if v is None:
+                    raise ValueError("variance='learned' needs a network that predicts it (model.learn_sigma)")
+                log_var = interpolated_log_variance(v, c["beta"][i].to(v), c["posterior_var"][i].to(v))
+                x = x + torch.exp(0.5 * log_var) * _randn(x, generator)
+            else:
+                x = x + float(var[i].sqrt()) * _randn(x, generator)
         if callback is not None:
             callback(i, t, x)
     return x
 
 
-def _denoise(model_fn, prediction, x, t, abar, clip):
-    """Run the network at step ``t`` and return ``(x0_hat, eps_hat)``, x0 optionally clipped to [-1, 1]."""
+def _denoise(model_fn, prediction, x, t, abar, clip, with_variance: bool = False):
+    """Run the network at step ``t`` and return ``(x0_hat, eps_hat)``, x0 optionally clipped to [-1, 1];
+    with ``with_variance``, also the variance output ``v`` of a network that learns it (else None)."""
     t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
     abar_x = torch.as_tensor(abar, dtype=x.dtype, device=x.device)
-    x0, eps = to_x0_eps(prediction, model_fn(x, t_batch), x, abar_x)
+    out, v = split_output(model_fn(x, t_batch), x.shape[1])
+    x0, eps = to_x0_eps(prediction, out, x, abar_x)
     if clip:
         x0 = x0.clamp(-1, 1)
         eps = (x - abar_x.sqrt() * x0) / (1 - abar_x).sqrt()
-    return x0, eps
+    return (x0, eps, v) if with_variance else (x0, eps)
 
 
 @torch.no_grad()
@@ -102,14 +113,15 @@ def sample_ddpm(
     """Ancestral DDPM sampling from ``noise`` (``x_T``).
 
     ``variance="fixedlarge"`` uses the (respaced) beta, ``"fixedsmall"`` the posterior variance
-    (DDPM's two choices; pytorch-ddpm and SDDPM sample with fixedlarge). No noise is added at the
+    (DDPM's two choices; pytorch-ddpm and SDDPM sample with fixedlarge); ``"learned"`` the variance
+    a network with ``learn_sigma`` predicts (IDDPM, SDiT's reference). No noise is added at the
     last step.
     """
-    if variance not in ("fixedlarge", "fixedsmall"):
-        raise ValueError(f"unknown variance {variance!r}; expected 'fixedlarge' or 'fixedsmall'")
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; expected one of {VARIANCES}")
     ts = sampling_timesteps(schedule.num_steps, steps)
     c = respaced_coefficients(schedule, ts)
-    var = c["beta"] if variance == "fixedlarge" else c["posterior_var"]
+    var = {"fixedlarge": c["beta"], "fixedsmall": c["posterior_var"], "learned": None}[variance]
     return _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback)
 
 
@@ -221,7 +233,7 @@ def estimate_gamma(
         noise = _randn(x0, generator)
         x_t = q_sample(schedule, x0, t_batch, noise)
         abar = schedule.alphas_cumprod[int(t)].to(x0.dtype)
-        _, eps = to_x0_eps(prediction, model_fn(x_t, t_batch), x_t, abar)
+        _, eps = to_x0_eps(prediction, split_output(model_fn(x_t, t_batch), x0.shape[1])[0], x_t, abar)
         out.append(eps.double().square().mean().item())
     return out
 

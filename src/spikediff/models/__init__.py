@@ -28,6 +28,8 @@ def build_model(config: ModelConfig, num_diffusion_steps: int = 1000) -> nn.Modu
     """The backbone that ``config.arch`` names, sized by ``config``."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    if config.learn_sigma and config.arch != "sdit":
+        raise ValueError(f"model.learn_sigma is an SDiT option; {config.arch} predicts without a variance")
     if config.num_classes and config.arch in UNCONDITIONAL_ONLY:
         raise ValueError(f"{config.arch} has no class conditioning; set model.num_classes=0")
     return ARCHITECTURES[config.arch](config, num_diffusion_steps)

@@ -18,7 +18,9 @@ Differences from the reference, all numerics-neutral or fixes: the neurons hold 
 calls (the reference resets its LIF neurons only after a whole sampling loop, so membranes carry over
 from one sampling step to the next); the step embedding is the project's ``TimeEmbedding`` (a
 frozen sinusoid table, the same frequencies and MLP as DiT's, interleaved instead of concatenated);
-the output is the prediction only (the reference also learns the variance: 2C output channels).
+the output is the prediction only by default, as for the project's other models (``learn_sigma``
+adds the reference's learned variance: 2C output channels, IDDPM's hybrid loss, DDPM sampling
+with the predicted variance).
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ class SDiT(nn.Module):
         self.mid_block = SDiTBlock(config, num_tokens, half, skip=False)
         self.out_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=True) for i in range(half))
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.final_linear = nn.Linear(dim, p * p * c)
-        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.out_ch = 2 * c if config.learn_sigma else c
+        self.final_linear = nn.Linear(dim, p * p * self.out_ch)
+        self.conv = nn.Conv2d(self.out_ch, self.out_ch, 3, padding=1)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -113,7 +116,7 @@ class SDiT(nn.Module):
 
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, grid^2, p*p*C] -> [B, C, H, W]``."""
-        b, p, c = tokens.shape[0], self.config.patch_size, self.config.img_ch
+        b, p, c = tokens.shape[0], self.config.patch_size, self.out_ch
         x = tokens.reshape(b, self.grid, self.grid, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c, self.grid * p, self.grid * p)
 

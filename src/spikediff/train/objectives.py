@@ -50,7 +50,8 @@ def gaussian_objective(config: Config) -> Objective:
         if num_classes:
             y = torch.where(d["drop"], num_classes, d["y"])
             model = partial(step_model, y=y)
-        return diffusion_loss(model, schedule, x0, config.diffusion.prediction, t=d["t"], noise=d["noise"])
+        return diffusion_loss(model, schedule, x0, config.diffusion.prediction, t=d["t"], noise=d["noise"],
+                              learned_variance=config.model.learn_sigma)
 
     return Objective(draws, loss)
 

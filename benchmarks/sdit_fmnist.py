@@ -1,0 +1,109 @@
+"""SDiT on Fashion-MNIST (issue 12): class-conditional sample grids, FID / KID / precision / recall
+(fmnist-classifier), the share of samples the classifier assigns to the class they were asked for,
+energy per image, and training / sampling throughput, for each classifier-free guidance scale.
+
+    python benchmarks/sdit_fmnist.py RUN --num 1280 --steps 20 --cfg 1,2 [--out benchmarks/results/sdit]
+
+RUN is a trained class-conditional run (e.g. ``spikediff train --preset fmnist-sdit-small``). Image i
+is sampled as class i mod 10, so the 1,280 samples are balanced; the grids show 10 images per class,
+one class per column. FIDs use the project's classifier features against the Fashion-MNIST training
+set at the samples' 28x28 (not Inception). Guidance scales other than 1 cost two network evaluations
+per step (conditional and unconditional), and the energy per image counts both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+import spikediff
+from spikediff.cli import main as cli
+from spikediff.metrics import evaluate_images
+from spikediff.metrics.extractors import make_extractor
+from spikediff.sample import class_labels, generate, save_grid
+
+
+def class_accuracy(images: torch.Tensor, labels: torch.Tensor, dataset: str) -> float:
+    """Share of ``images`` the dataset classifier puts in the class each was sampled for."""
+    _, logits = make_extractor("classifier", dataset)(images)
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def training_rate(run: Path) -> dict:
+    """Median training images/s of the run (from its log) and how long it trained."""
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    rates = [r["images_per_s"] for r in log if "images_per_s" in r]
+    config = spikediff.load_config(spikediff.checkpoint.resolve(run))
+    return {"train_images_per_s_median": round(statistics.median(rates), 2), "train_steps": log[-1]["step"],
+            "batch_size": config.train.batch_size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--num", type=int, default=1280)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--cfg", default="1,2", help="guidance scales, comma-separated")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sdit"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = spikediff.checkpoint.resolve(args.run)
+    config = spikediff.load_config(ckpt)
+    model = spikediff.load(ckpt)
+    dataset = config.data.dataset
+    assert cli(["energy", str(ckpt), "--steps", str(args.steps), "--out", str(args.out / "energy")]) == 0
+    energy = json.loads((args.out / "energy" / "energy.json").read_text())
+    per_evaluation = energy["report"]["totals_per_evaluation"]["energy_mj"]
+    labels = class_labels(config, args.num, None)
+    rows = []
+    for scale in (float(s) for s in args.cfg.split(",")):
+        tic = time.perf_counter()
+        images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, "cpu",
+                          precision=args.precision, guidance=scale)
+        seconds = time.perf_counter() - tic
+        save_grid(images[:100], args.out / f"grid-cfg{scale:g}.png")
+        evaluations = args.steps * (1 if scale == 1.0 else 2)
+        row = {"model": config.name, "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "cfg": scale, "sampler": args.sampler, "steps": args.steps, "network_evaluations": evaluations,
+               "num_samples": args.num, "sampling_images_per_s": round(args.num / seconds, 2),
+               "class_accuracy (fmnist-classifier)": class_accuracy(images, labels, dataset),
+               "energy_per_image_mj": per_evaluation * evaluations,
+               **evaluate_images(images, dataset, "classifier")["scores"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    result = {"rows": rows, "training": training_rate(args.run), "energy": {
+        "per_evaluation_mj": per_evaluation, "ann_twin_per_evaluation_mj": energy.get("ann_twin", {}).get(
+            "totals_per_evaluation", {}).get("energy_mj"), "snn_over_ann": energy.get("snn_over_ann"),
+        "report": str(args.out / "energy")},
+        "meta": {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+                 "command": "python benchmarks/sdit_fmnist.py " + " ".join(f"{k}={v}" for k, v in vars(args).items())}}
+    (args.out / "sdit.json").write_text(json.dumps(result, indent=2))
+    fid_key = next(k for k in rows[0] if k.startswith("FID"))
+    lines = ["| model | cfg | sampler steps (NFE) | samples | " + fid_key + " | KID | precision | recall | class "
+             "accuracy | energy per image (mJ) | sampling img/s |", "|---" * 11 + "|"]
+    for r in rows:
+        kid = next(v for k, v in r.items() if k.startswith("KID ("))
+        prec = next(v for k, v in r.items() if k.startswith("precision"))
+        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        lines.append(f"| {r['model']} | {r['cfg']:g} | {r['steps']} ({r['network_evaluations']}) | "
+                     f"{r['num_samples']} | "
+                     f"{r[fid_key]:.1f} | {kid:.2f} | {prec:.3f} | {rec:.3f} | "
+                     f"{r['class_accuracy (fmnist-classifier)']:.3f} | {r['energy_per_image_mj']:.3f} | "
+                     f"{r['sampling_images_per_s']:.1f} |")
+    (args.out / "sdit.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
