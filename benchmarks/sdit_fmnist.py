@@ -17,6 +17,8 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -45,6 +47,21 @@ def training_rate(run: Path) -> dict:
             "batch_size": config.train.batch_size}
 
 
+def bench_rows(presets: list[str], batch: int) -> list[dict]:
+    """``spikediff bench`` (train step, sampling evaluation) in fp32 and bf16 for each preset, one
+    process per figure so that none inherits another's memory or threads."""
+    rows = []
+    for preset in presets:
+        for what in ("train", "sample"):
+            for precision in ("fp32", "bf16"):
+                cmd = [sys.executable, "-m", "spikediff", "bench", what, "--preset", preset, "--batch", str(batch),
+                       "--precision", precision, "--json"]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]) | {"precision": precision})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -55,6 +72,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bench", default="fmnist-sdit-small,fmnist-snn-small",
+                        help="presets whose training and sampling throughput to measure beside ('' = none)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sdit"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +91,7 @@ def main() -> None:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, "cpu",
                           precision=args.precision, guidance=scale)
         seconds = time.perf_counter() - tic
-        save_grid(images[:100], args.out / f"grid-cfg{scale:g}.png")
+        save_grid(images[:100], args.out / f"grid-cfg{scale:g}.png", config.model.num_classes)
         evaluations = args.steps * (1 if scale == 1.0 else 2)
         row = {"model": config.name, "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
                "cfg": scale, "sampler": args.sampler, "steps": args.steps, "network_evaluations": evaluations,
@@ -82,7 +101,8 @@ def main() -> None:
                **evaluate_images(images, dataset, "classifier")["scores"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    result = {"rows": rows, "training": training_rate(args.run), "energy": {
+    result = {"rows": rows, "training": training_rate(args.run),
+              "throughput": bench_rows([p for p in args.bench.split(",") if p], 32), "energy": {
         "per_evaluation_mj": per_evaluation, "ann_twin_per_evaluation_mj": energy.get("ann_twin", {}).get(
             "totals_per_evaluation", {}).get("energy_mj"), "snn_over_ann": energy.get("snn_over_ann"),
         "report": str(args.out / "energy")},

@@ -91,7 +91,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if not d.main:
         shutdown(d)
         return
-    save_samples(images, out, individual=not args.no_png)
+    per_class = config.model.num_classes if config.model.num_classes and args.classes is None else None
+    save_samples(images, out, individual=not args.no_png, nrow=per_class)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,

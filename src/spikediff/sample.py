@@ -191,20 +191,22 @@ def _png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
 
 
-def save_grid(images: torch.Tensor, path: str | Path) -> Path:
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """A PNG grid of uint8 images, ``nrow`` per row (default: square); a class-conditional model's
+    default labels (``i mod num_classes``) put one class per column when ``nrow = num_classes``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _png(image_grid(images), path)
+    _png(image_grid(images, nrow), path)
     return path
 
 
-def save_samples(images: torch.Tensor, out_dir: str | Path, individual: bool = True) -> Path:
+def save_samples(images: torch.Tensor, out_dir: str | Path, individual: bool = True, nrow: int | None = None) -> Path:
     """Write ``samples.npz`` (key ``images``: uint8 NHWC, the layout FID tools read), ``grid.png``
-    of the first 64 and, if ``individual``, one PNG per image."""
+    of the first 64 (``nrow`` per row) and, if ``individual``, one PNG per image."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / "samples.npz", images=images.permute(0, 2, 3, 1).numpy())
-    save_grid(images[:64], out_dir / "grid.png")
+    save_grid(images[:64], out_dir / "grid.png", nrow)
     if individual:
         width = max(5, len(str(len(images))))
         for i, img in enumerate(images.numpy()):

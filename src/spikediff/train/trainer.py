@@ -236,7 +236,7 @@ def train(
         net = ema.shadow if ema else model
         images = generate(net, config, t.sample_num, t.sample_sampler, t.sample_steps, seed=t.seed,
                           batch_size=local, device=device, precision=t.precision)
-        save_grid(images, out_dir / "samples" / f"step_{step:07d}.png")
+        save_grid(images, out_dir / "samples" / f"step_{step:07d}.png", config.model.num_classes or None)
         model.train()
 
     objective = make_objective(config, model, lambda: dataset_variance(dataset, config))
