@@ -177,7 +177,10 @@ def test_two_ranks_equal_one_process_with_twice_the_batch_for_the_ann(tmp_path):
 
 def test_two_ranks_of_the_snn_stay_in_sync_and_track_one_process(tmp_path):
     common = ["train", "--preset", "fmnist-snn-small", *TINY, "--set", "train.total_steps=4"]
-    run_ok(torchrun(2, *common, "--overwrite", "--out", str(tmp_path / "ddp")))  # --overwrite: a retry starts clean
+    # a sample grid at the last step: every rank samples its share (rank 0 alone would wait for the others)
+    grid = ["--set", "train.sample_every=4", "--set", "train.sample_num=4", "--set", "train.sample_steps=2"]
+    run_ok(torchrun(2, *common, *grid, "--overwrite", "--out", str(tmp_path / "ddp")))  # retries start clean
+    assert (tmp_path / "ddp" / "samples" / "step_0000004.png").is_file()
     assert main([*common, "--out", str(tmp_path / "single")]) == 0
     last = json.loads((tmp_path / "ddp" / "log.jsonl").read_text().splitlines()[-1])
     assert last == {"step": 4, "ranks": 2, "ranks_in_sync": True}

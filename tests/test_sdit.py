@@ -132,12 +132,15 @@ def test_spiking_mixer_outputs_are_firing_rates():
 
 
 def _nontrivial(model: torch.nn.Module) -> torch.nn.Module:
-    """Randomise the (near-)zero-initialised heads so that predictions depend on the input and the label."""
+    """Randomise the (near-)zero-initialised heads, and widen the class embedding (init N(0, 0.02)), so
+    that predictions depend on the input and the label: in SDiT the label reaches the patches only
+    through spikes, which a small change may not flip."""
     torch.manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad and p.abs().max() < 1e-3:
                 p.normal_(0, 0.1)
+        model.class_embedding.table.weight.normal_(0, 1)
     return model.eval()
 
 
@@ -170,6 +173,13 @@ def test_unconditional_models_refuse_labels_and_default_labels_cover_every_class
         class_labels(spikediff.get_preset("fmnist-snn-small"), 3, 1)
     with pytest.raises(ValueError, match="class conditioning"):
         build_model(replace(spikediff.get_preset("sd-vq-fmnist").model, num_classes=10))
+    with pytest.raises(ValueError, match="guidance needs a class-conditional"):
+        class_labels(spikediff.get_preset("fmnist-snn-small"), 3, None, guidance=2.0)
+    never_dropped = replace(config, model=replace(TINY_SDIT, class_dropout=0.0))
+    with pytest.raises(ValueError, match="class_dropout = 0"):
+        class_labels(never_dropped, 3, None, guidance=2.0)
+    with pytest.raises(ValueError, match="0..9"):
+        build_model(TINY_SDIT).eval()(torch.randn(1, 1, 28, 28), torch.tensor([3]), torch.tensor([11]))
 
 
 def test_label_dropout_feeds_the_null_class_at_the_configured_rate():

@@ -37,8 +37,9 @@ def cmd_info(args: argparse.Namespace) -> None:
     else:
         config, model = checkpoint.load_config(args.target), checkpoint.load(args.target)
     n = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(config.to_json())
-    print(f"parameters: {n:,d} ({n / 2**20:.2f} M as the papers count, / 2^20)")
+    print(f"parameters: {n:,d} ({n / 2**20:.2f} M as the papers count, / 2^20); trainable: {trainable:,d}")
     print(_model_summary(model))
 
 
@@ -94,6 +95,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     per_class = config.model.num_classes if config.model.num_classes and args.classes is None else None
     save_samples(images, out, individual=not args.no_png, nrow=per_class)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
+    if args.sampler == "ddpm":
+        shown.setdefault("variance", "learned" if config.model.learn_sigma else "fixedlarge")
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
             "precision": resolve_precision(args.precision, device), "fold_bn": args.fold_bn,

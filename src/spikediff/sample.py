@@ -77,7 +77,7 @@ def generate(
     if latent and sampler != "absorbing" or not latent and sampler not in SAMPLERS:
         valid = ["absorbing"] if latent else sorted(SAMPLERS)
         raise ValueError(f"sampler {sampler!r} does not apply to {config.model.arch}; expected one of {valid}")
-    labels = class_labels(config, num, classes)
+    labels = class_labels(config, num, classes, guidance)
     if sampler == "ddpm" and config.model.learn_sigma:
         sampler_kwargs.setdefault("variance", "learned")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -125,13 +125,21 @@ def generate(
     return torch.cat([mine[k] for k in sorted(mine)])
 
 
-def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor | None:
-    """The label of each of ``num`` images (see :func:`generate`); None for an unconditional model."""
+def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.Tensor | None,
+                 guidance: float = 1.0) -> torch.Tensor | None:
+    """The label of each of ``num`` images (see :func:`generate`); None for an unconditional model,
+    which refuses classes and guidance."""
+    if not config.model.num_classes and guidance != 1.0:
+        raise ValueError(f"{config.name} is unconditional (model.num_classes = 0): guidance needs a class-conditional "
+                         "model")
     k = config.model.num_classes
     if not k:
         if classes is not None:
             raise ValueError(f"{config.name} is unconditional (model.num_classes = 0): it cannot sample a class")
         return None
+    if guidance != 1.0 and config.model.class_dropout == 0:
+        raise ValueError("classifier-free guidance needs the unconditional prediction, which a model trained with "
+                         "model.class_dropout = 0 never learned: sample with guidance 1")
     if classes is None:
         return torch.arange(num) % k
     labels = torch.as_tensor(classes, dtype=torch.long).flatten()

@@ -76,8 +76,8 @@ def _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_d
             if var is None:
                 if v is None:
                     raise ValueError("variance='learned' needs a network that predicts it (model.learn_sigma)")
-                log_var = interpolated_log_variance(v, c["beta"][i].to(v), c["posterior_var"][i].to(v))
-                x = x + torch.exp(0.5 * log_var) * _randn(x, generator)
+                log_var = interpolated_log_variance(v.float(), c["beta"][i].float(), c["posterior_var"][i].float())
+                x = x + torch.exp(0.5 * log_var).to(x.dtype) * _randn(x, generator)
             else:
                 x = x + float(var[i].sqrt()) * _randn(x, generator)
         if callback is not None:

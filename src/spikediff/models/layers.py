@@ -79,6 +79,11 @@ class ClassEmbedding(nn.Module):
     def forward(self, y: torch.Tensor | None, batch: int) -> torch.Tensor:
         if y is None:
             y = torch.full((batch,), self.null_class, dtype=torch.long, device=self.table.weight.device)
+        elif not (self.training or torch.compiler.is_compiling()) and bool(((y < 0) | (y > self.null_class)).any()):
+            # checked outside training only: the trainer checks the dataset's labels once, and a check per
+            # step would synchronise a GPU
+            raise ValueError(f"class labels must lie in 0..{self.null_class - 1} ({self.null_class} = no class), "
+                             f"got {y.tolist()}")
         return self.table(y)
 
 

@@ -9,9 +9,11 @@ decay ``w > 0`` and a bonus ``u`` for the current token:
 The reference SDiT runs it with a CUDA kernel only. Here it is plain PyTorch on any device: the
 recurrences are linear scans (one Python loop over L, on ``[2, B, C]`` slices), everything else is
 vectorised, and the backward pass is written out (three scans) instead of recorded step by step, so
-autograd keeps a handful of tensors, not ``10 L`` graph nodes. The scans run in float64: the
+autograd keeps the four inputs, not ``10 L`` graph nodes. The scans run in float64: the
 exponentials then cannot overflow for any ``k`` below ~700, which spares the reference kernel's
-running-maximum rescaling; the result is returned in the inputs' dtype.
+running-maximum rescaling (but ``u + k`` below ~-745 everywhere up to a token would underflow to
+0 / 0); the result is returned in the inputs' dtype. Python loops over the tokens suit the CPU; on
+a GPU they launch many small kernels (the reference's fused CUDA kernel is not ported).
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ def _reverse_scan(decay: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 
 class _WKV(torch.autograd.Function):
-    """``wkv(w [C], u [C], k [L, B, C], v [L, B, C])`` in float64, sequence-first."""
+    """``wkv(w [C], u [C], k [L, B, C], v [L, B, C])``, sequence-first; computed in float64, with the
+    inputs kept for the backward pass in their own dtype."""
 
     @staticmethod
     def _forward_terms(w, u, k, v):
+        w, u, k, v = w.double(), u.double(), k.double(), v.double()
         decay = torch.exp(-w)
         ek, euk = torch.exp(k), torch.exp(u + k)
         prev = _scan(decay, torch.stack([ek * v, ek], dim=1))  # [L, 2, B, C]: a_{t-1}, b_{t-1}
@@ -52,29 +56,29 @@ class _WKV(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, u, k, v):
         ctx.save_for_backward(w, u, k, v)
-        return _WKV._forward_terms(w, u, k, v)[-1]
+        return _WKV._forward_terms(w, u, k, v)[-1].to(torch.promote_types(k.dtype, v.dtype))
 
     @staticmethod
     def backward(ctx, grad_y):
         w, u, k, v = ctx.saved_tensors
         decay, ek, euk, prev, den, y = _WKV._forward_terms(w, u, k, v)
-        g_num = grad_y / den  # dL/d(numerator_t)
+        v64 = v.double()
+        g_num = grad_y.double() / den  # dL/d(numerator_t)
         g_den = -g_num * y  # dL/d(denominator_t)
         later = _reverse_scan(decay, torch.stack([g_num, g_den], dim=1))  # what k_t, v_t feed into steps > t
         grad_v = g_num * euk + ek * later[:, 0]
-        here = euk * (g_num * v + g_den)
-        grad_k = here + ek * (v * later[:, 0] + later[:, 1])
+        here = euk * (g_num * v64 + g_den)
+        grad_k = here + ek * (v64 * later[:, 0] + later[:, 1])
         grad_u = here.sum(dim=(0, 1))
         # d a_{t-1} / dw = -sum_{i<t} (t-1-i) e^{-(t-1-i) w} e^{k_i} v_i: another exclusive scan
         weighted = _scan(decay, decay * prev)
         grad_w = -(g_num * weighted[:, 0] + g_den * weighted[:, 1]).sum(dim=(0, 1))
-        return grad_w, grad_u, grad_k, grad_v
+        return grad_w.to(w.dtype), grad_u.to(u.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype)
 
 
 def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The WKV operator on ``k, v [B, L, C]`` with decay ``w [C] > 0`` and bonus ``u [C]``."""
-    out = _WKV.apply(w.double(), u.double(), k.double().transpose(0, 1), v.double().transpose(0, 1))
-    return out.transpose(0, 1).to(torch.promote_types(k.dtype, v.dtype))
+    return _WKV.apply(w, u, k.transpose(0, 1), v.transpose(0, 1)).transpose(0, 1)
 
 
 def _token_shift(x: torch.Tensor) -> torch.Tensor:

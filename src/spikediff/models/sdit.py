@@ -14,13 +14,14 @@ rescale the patch tokens (``x + x * r``). A mixer's output is repeated over the 
 never reach a weight layer, so by the field's energy convention (SPEC §6) every layer of SDiT is a
 MAC layer — the energy report measures exactly that.
 
-Differences from the reference, all numerics-neutral or fixes: the neurons hold no state between
-calls (the reference resets its LIF neurons only after a whole sampling loop, so membranes carry over
-from one sampling step to the next); the step embedding is the project's ``TimeEmbedding`` (a
-frozen sinusoid table, the same frequencies and MLP as DiT's, interleaved instead of concatenated);
+Differences from the reference, all numerics-neutral: the neurons hold no state between calls (the
+reference resets its SpikingJelly neurons after every network call, to the same effect); the step
+embedding is the project's ``TimeEmbedding`` (a frozen sinusoid table, not counted as trainable: the
+same frequencies and MLP as DiT's, interleaved instead of concatenated);
 the output is the prediction only by default, as for the project's other models (``learn_sigma``
 adds the reference's learned variance: 2C output channels, IDDPM's hybrid loss, DDPM sampling
-with the predicted variance).
+with the predicted variance). Sampling differs in one default: the reference's DDPM does not clip
+the predicted x0, the project's samplers clip it to [-1, 1].
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ def prepare_for_training(model: torch.nn.Module, config: Config, steps_to_run: i
         if not hasattr(model, "grad_checkpointing"):
             raise ValueError(f"{config.model.arch} does not support gradient checkpointing")
         model.grad_checkpointing = True
+    if config.model.arch == "sdit" and config.train.compile == "auto":
+        return model  # its WKV scans are Python loops over the tokens: torch.compile would unroll them
     return torch.compile(model) if resolve_compile(config.train.compile, steps_to_run, device) else model
 
 
@@ -183,6 +185,9 @@ def train(
     if config.model.num_classes and getattr(dataset, "labels", None) is None:
         raise ValueError(f"model.num_classes={config.model.num_classes} needs class labels, and {config.data.dataset} "
                          "is read here without them: train it unconditionally (--set model.num_classes=0)")
+    if config.model.num_classes and int(dataset.labels.max()) >= config.model.num_classes:
+        raise ValueError(f"{config.data.dataset} has labels up to {int(dataset.labels.max())}; "
+                         f"model.num_classes={config.model.num_classes} is too few")
     batches = BatchStream(dataset, t.batch_size, t.seed)
 
     torch.manual_seed(t.seed)
@@ -233,10 +238,12 @@ def train(
         prune(out_dir, t.keep_checkpoints)
 
     def sample_grid(step: int) -> None:
+        """Every rank samples its share (``generate`` deals the batches out and gathers them); rank 0 saves."""
         net = ema.shadow if ema else model
         images = generate(net, config, t.sample_num, t.sample_sampler, t.sample_steps, seed=t.seed,
                           batch_size=local, device=device, precision=t.precision)
-        save_grid(images, out_dir / "samples" / f"step_{step:07d}.png", config.model.num_classes or None)
+        if d.main:
+            save_grid(images, out_dir / "samples" / f"step_{step:07d}.png", config.model.num_classes or None)
         model.train()
 
     objective = make_objective(config, model, lambda: dataset_variance(dataset, config))
@@ -294,7 +301,7 @@ def train(
             if log and (done % t.log_every == 0 or done == t.total_steps):
                 log.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}) + "\n")
                 log.flush()
-            if d.main and t.sample_every and done % t.sample_every == 0:
+            if t.sample_every and done % t.sample_every == 0:
                 sample_grid(done)
             out_of_time = not all_ranks(time.monotonic() <= deadline, d, device)
             if done % t.save_every == 0 or done == t.total_steps or out_of_time:
