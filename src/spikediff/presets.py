@@ -149,9 +149,9 @@ DESCRIPTIONS: dict[str, str] = {
     "sd-vq-mnist": "sd-vq-fmnist on MNIST",
     "sd-diffusion-mnist": "sd-diffusion-fmnist on MNIST",
     "sdit-mnist": "SDiT paper, MNIST 28x28 as RGB: hidden 384, depth 4, patch 2, LIF T=4, class-conditional "
-    "(11,662,393 params: the reference's count without its learned-variance head)",
+    "(11,662,393 trainable params: the reference's count without its learned-variance head)",
     "sdit-fmnist": "SDiT paper, Fashion-MNIST: as sdit-mnist",
-    "sdit-cifar10": "SDiT paper, CIFAR-10 resized to 28x28: hidden 512, depth 8 (36,045,645 params)",
+    "sdit-cifar10": "SDiT paper, CIFAR-10 resized to 28x28: hidden 512, depth 8 (36,045,645 trainable params)",
     "fmnist-sdit-small": "CPU-sized class-conditional SDiT for Fashion-MNIST (hidden 128, depth 4, patch 4, grey)",
 }
 
