@@ -18,7 +18,7 @@ from spikediff.diffusion import ClassGuided, NoiseSchedule, q_sample, sample_ddp
 from spikediff.diffusion.learned_variance import variational_bound_bits
 from spikediff.models import build_model
 from spikediff.models.rwkv import wkv
-from spikediff.sample import class_labels
+from spikediff.sample import class_labels, generate
 from spikediff.train.objectives import gaussian_objective
 
 from .conftest import TINY_ANN, TINY_SNN
@@ -271,3 +271,13 @@ def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path,
                  "--no-progress", "--set", "model.ch=16", *[a for s in sets[2:] for a in ("--set", s)]]) == 0
     assert main(["sample", str(plain), "--out", str(tmp_path / "x"), "--num", "2", "--steps", "1", "--class", "1",
                  "--no-progress"]) != 0
+
+
+def test_sampling_in_pieces_equals_one_run_labels_included():
+    config = replace(spikediff.get_preset("fmnist-sdit-small"), model=TINY_SDIT)
+    model = _nontrivial(build_model(config.model))
+    kwargs = dict(sampler="ddpm", steps=2, seed=3, batch_size=2, guidance=1.5)  # ancestral noise, guidance
+    whole = generate(model, config, 6, **kwargs)
+    pieces = torch.cat([generate(model, config, 4, **kwargs), generate(model, config, 2, first=4, **kwargs)])
+    assert torch.equal(whole, pieces)
+    assert class_labels(config, 3, None, first=8).tolist() == [8, 9, 0]

@@ -47,9 +47,11 @@ def generate(
     compile: str | bool = "off",
     classes: int | Sequence[int] | torch.Tensor | None = None,
     guidance: float = 1.0,
+    first: int = 0,
     **sampler_kwargs,
 ) -> torch.Tensor:
-    """``num`` images as uint8 ``[N, C, H, W]``.
+    """``num`` images as uint8 ``[N, C, H, W]``: images ``first .. first + num - 1`` of the sequence
+    that ``seed`` defines (so a long sampling run can be done, and resumed, in pieces).
 
     The initial noise of every image comes from one generator seeded with ``seed``, and the sampler's
     own draws for the batch starting at image ``i`` from a generator seeded with ``(seed, i)``; so
@@ -77,7 +79,7 @@ def generate(
     if latent and sampler != "absorbing" or not latent and sampler not in SAMPLERS:
         valid = ["absorbing"] if latent else sorted(SAMPLERS)
         raise ValueError(f"sampler {sampler!r} does not apply to {config.model.arch}; expected one of {valid}")
-    labels = class_labels(config, num, classes, guidance)
+    labels = class_labels(config, num, classes, guidance, first)
     if sampler == "ddpm" and config.model.learn_sigma:
         sampler_kwargs.setdefault("variance", "learned")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -92,12 +94,13 @@ def generate(
         model = torch.compile(model)
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
-    noise = torch.randn(num, m.img_ch, m.image_size, m.image_size, generator=torch.Generator().manual_seed(seed))
+    noise = torch.randn(first + num, m.img_ch, m.image_size, m.image_size,
+                        generator=torch.Generator().manual_seed(seed))[first:]
     callback = (lambda i, t, x: on_step(1)) if on_step else None
     mine = {}
     with threshold_scale(model, threshold), precision_context(precision, device):
         for start in range(rank * batch_size, num, world * batch_size):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + start + 1)
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + first + start + 1)
             if latent:
                 n = len(noise[start : start + batch_size])
                 tokens = sample_absorbing(model.denoiser, (n, *model.latent_shape), model.denoiser.mask_id, steps,
@@ -126,9 +129,9 @@ def generate(
 
 
 def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.Tensor | None,
-                 guidance: float = 1.0) -> torch.Tensor | None:
-    """The label of each of ``num`` images (see :func:`generate`); None for an unconditional model,
-    which refuses classes and guidance."""
+                 guidance: float = 1.0, first: int = 0) -> torch.Tensor | None:
+    """The label of each of ``num`` images from image ``first`` on (see :func:`generate`); None for an
+    unconditional model, which refuses classes and guidance."""
     if not config.model.num_classes and guidance != 1.0:
         raise ValueError(f"{config.name} is unconditional (model.num_classes = 0): guidance needs a class-conditional "
                          "model")
@@ -141,7 +144,7 @@ def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.
         raise ValueError("classifier-free guidance needs the unconditional prediction, which a model trained with "
                          "model.class_dropout = 0 never learned: sample with guidance 1")
     if classes is None:
-        return torch.arange(num) % k
+        return (torch.arange(num) + first) % k
     labels = torch.as_tensor(classes, dtype=torch.long).flatten()
     labels = labels.expand(num).clone() if labels.numel() == 1 else labels
     if len(labels) != num or labels.min() < 0 or labels.max() >= k:
