@@ -1,0 +1,256 @@
+"""Issue 13's comparison table: every model family trained under one wall-clock budget on this
+machine, then sampled, scored and measured the same way.
+
+    python benchmarks/comparison.py [--rows spiking-unet,ann-twin,...] [--budget-minutes 20]
+        [--num 10000] [--steps 10] [--session-minutes 170] [--work runs/comparison]
+        [--out benchmarks/results/comparison]
+
+Protocol, the same for every row: Fashion-MNIST training set, seed 0, the row's preset (batch 32)
+trained for ``--budget-minutes`` of wall-clock time (the step count is whatever the budget reaches;
+``train.total_steps`` is lifted so that time is the limit), then ``--num`` samples with ``--steps``
+network evaluations (DPM-Solver++ for the Gaussian models, the absorbing sampler for
+Spiking-Diffusion), scored with the project's classifier features (FID, KID, precision/recall
+against the training set; not Inception), energy per image from ``spikediff energy`` (45 nm) and
+the SNN / ANN ratio where the model has an ANN twin. Two-stage rows split the budget: Spiking-
+Diffusion half VQ-SVAE, half diffusion; the TSM row fine-tunes the Spiking U-Net row's result for a
+quarter budget more; the converted SNN is converted from the quantised ANN row's model and
+fine-tuned 50 steps per block (its conversion time is reported, outside the budget).
+
+Everything is resumable: each stage leaves its result in ``--work`` and a rerun of the same command
+skips what is done, continues training runs (exact resume) until their budget is spent and samples in
+chunks of 1,000 images; ``--session-minutes`` stops starting new work near the end of a session.
+Writes ``ROW.json`` per row, ``table.json``, ``table.md`` and a grid per row to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import spikediff
+from spikediff.metrics import evaluate_images
+from spikediff.models.folding import fold_batchnorm
+from spikediff.sample import generate, save_grid
+
+CHUNK = 1000
+UNLIMITED = ["--set", "train.total_steps=1000000", "--set", "train.save_every=200", "--set", "train.sample_every=0"]
+
+
+@dataclass
+class Stage:
+    """One training run of a row: a preset, its overrides, its share of the budget, where it starts."""
+
+    name: str
+    preset: str
+    share: float = 1.0
+    sets: list[str] = field(default_factory=list)
+    init_from: str | None = None  # "ROW/STAGE" of an earlier stage, or of another row
+
+
+@dataclass
+class Row:
+    label: str
+    stages: list[Stage]
+    convert: bool = False  # ann2snn on the last stage
+    conditional: bool = False
+
+
+ROWS: dict[str, Row] = {
+    "spiking-unet": Row("Spiking U-Net (IF, T=4)", [Stage("train", "fmnist-snn-small")]),
+    "spiking-unet-tsm": Row("Spiking U-Net + TSM (fine-tuned, +1/4 budget)", [
+        Stage("tsm", "fmnist-snn-small-tsm", 0.25, init_from="spiking-unet/train")]),
+    "fsddim-style": Row("Spiking U-Net, FSDDIM options (LIF, mean readout, v-pred, cosine)",
+                        [Stage("train", "fmnist-snn-small-fsddim")]),
+    "ann-twin": Row("ANN twin (DDPM U-Net)", [Stage("train", "fmnist-ann-small")]),
+    "converted-snn": Row("Converted SNN (2-bit QANN -> signed IF, T=3, fine-tuned)",
+                         [Stage("train", "fmnist-qann-small")], convert=True),
+    "spiking-diffusion": Row("Spiking-Diffusion (VQ-SVAE + absorbing, T=4, half-width denoiser)", [
+        Stage("vq", "sd-vq-fmnist", 0.5, ["model.spike_steps=4"]),
+        Stage("diffusion", "sd-diffusion-fmnist", 0.5, ["model.spike_steps=4", "model.ch=32"],
+              init_from="spiking-diffusion/vq")]),
+    "sdit": Row("SDiT (class-conditional, cfg 1)", [Stage("train", "fmnist-sdit-small")], conditional=True),
+}
+
+
+class Session:
+    """The wall-clock left in this invocation: stages start only when they can make progress."""
+
+    def __init__(self, minutes: float) -> None:
+        self.deadline = time.monotonic() + minutes * 60
+
+    def minutes_left(self) -> float:
+        return (self.deadline - time.monotonic()) / 60
+
+
+def cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "spikediff", *args], check=True)
+
+
+def train_stage(row: str, stage: Stage, args, session: Session) -> bool:
+    """Train until the stage's budget is spent (resuming earlier pieces); True when it is."""
+    run = args.work / row / stage.name
+    ledger = args.work / row / f"{stage.name}.budget.json"
+    used = json.loads(ledger.read_text())["minutes"] if ledger.is_file() else 0.0
+    budget = args.budget_minutes * stage.share
+    if used >= budget - 0.05:
+        return True
+    piece = min(budget - used, session.minutes_left() - 1)
+    if piece < min(1.0, budget - used):  # too little of the session left to make progress
+        return False
+    cmd = ["train", "--preset", stage.preset, "--out", str(run), "--max-minutes", f"{piece:.2f}", "--no-progress",
+           *UNLIMITED, *[a for s in stage.sets for a in ("--set", s)]]
+    if (run / "checkpoints").is_dir():
+        cmd.append("--resume")
+    elif stage.init_from:
+        cmd += ["--init-from", str(args.work / stage.init_from)]
+    tic = time.monotonic()
+    cli(*cmd)
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.write_text(json.dumps({"minutes": used + (time.monotonic() - tic) / 60}))
+    return used + (time.monotonic() - tic) / 60 >= budget - 0.05
+
+
+def final_checkpoint(row: str, spec: Row, args) -> Path:
+    run = args.work / row / spec.stages[-1].name
+    return args.work / row / "converted" if spec.convert else run
+
+
+def convert(row: str, spec: Row, args) -> dict:
+    out = args.work / row / "converted"
+    if not (out / "conversion.json").is_file():
+        tic = time.monotonic()
+        cli("ann2snn", str(args.work / row / spec.stages[-1].name), str(out), "--spike-steps", "3", "--finetune",
+            "--finetune-steps", "50")
+        (out / "conversion_seconds.json").write_text(json.dumps({"seconds": time.monotonic() - tic}))
+    return json.loads((out / "conversion_seconds.json").read_text())
+
+
+def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
+    """Sample ``--num`` images into ``parts`` in chunks of ``CHUNK`` (one compiled network per process)."""
+    parts.mkdir(parents=True, exist_ok=True)
+    config = spikediff.load_config(ckpt)
+    latent = config.model.arch == "spiking_diffusion"
+    sampler = "absorbing" if latent else "dpm-solver++"
+    model, last = None, 0.0
+    for first in range(0, args.num, CHUNK):
+        part = parts / f"part_{first:06d}.npz"
+        if part.is_file():
+            continue
+        if session.minutes_left() < max(1.0, 1.5 * last / 60):
+            return False
+        if model is None:
+            model = spikediff.load(ckpt).eval()
+            if not latent:
+                model = fold_batchnorm(model)
+                if config.model.arch != "sdit":
+                    model = torch.compile(model)
+        tic = time.monotonic()
+        images = generate(model, config, min(CHUNK, args.num - first), sampler, args.steps, seed=0, batch_size=250,
+                          device="cpu", precision="auto", first=first)
+        last = time.monotonic() - tic
+        np.savez_compressed(part, images=images.numpy(), seconds=last)
+    return True
+
+
+def measure(row: str, spec: Row, args) -> dict:
+    ckpt = spikediff.checkpoint.resolve(final_checkpoint(row, spec, args))
+    config = spikediff.load_config(ckpt)
+    loaded = [np.load(p) for p in sorted((args.work / row / "samples").glob("part_*.npz"))]
+    images = torch.from_numpy(np.concatenate([p["images"] for p in loaded]))
+    # the first chunk of a process pays torch.compile's compilation: time the others when there are any
+    timed = loaded[1:] if len(loaded) > 1 else loaded
+    seconds, timed_images = sum(float(p["seconds"]) for p in timed), sum(len(p["images"]) for p in timed)
+    save_grid(images[:100], args.out / f"grid-{row}.png", 10)
+    energy_dir = args.work / row / "energy"
+    cli("energy", str(ckpt), "--steps", str(args.steps), "--out", str(energy_dir))
+    energy = json.loads((energy_dir / "energy.json").read_text())
+    model = spikediff.load(ckpt)
+    logs = []
+    for stage in spec.stages:
+        log = args.work / row / stage.name / "log.jsonl"
+        logs += [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rates = [r["images_per_s"] for r in logs if "images_per_s" in r]
+    return {
+        "row": row, "model": spec.label, "checkpoint": str(ckpt), "arch": config.model.arch,
+        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "budget_minutes": args.budget_minutes * sum(s.share for s in spec.stages),
+        "train_steps": {s.name: int(spikediff.checkpoint.resolve(args.work / row / s.name).name.split("_")[-1])
+                        for s in spec.stages},
+        "train_images_per_s_median": round(statistics.median(rates), 2) if rates else None,
+        "sampler": "absorbing" if config.model.arch == "spiking_diffusion" else "dpm-solver++",
+        "steps": args.steps, "num_samples": len(images), "sampling_images_per_s": round(timed_images / seconds, 2),
+        "energy_per_image_mj": energy["energy_per_image_mj"], "snn_over_ann": energy.get("snn_over_ann"),
+        "conditional": spec.conditional,
+        **evaluate_images(images, config.data.dataset, "classifier")["scores"],
+    }
+
+
+def table(rows: list[dict]) -> str:
+    fid = next(k for k in rows[0] if k.startswith("FID"))
+    kid = next(k for k in rows[0] if k.startswith("KID ("))
+    lines = [f"| model | params | budget (steps) | train img/s | sampler (NFE) | samples | {fid} | KID | precision | "
+             "recall | energy / image (45 nm) | SNN/ANN | sample img/s |", "|---" * 13 + "|"]
+    for r in rows:
+        prec = next(v for k, v in r.items() if k.startswith("precision"))
+        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        ratio = f"{r['snn_over_ann']:.2f}" if r["snn_over_ann"] is not None else "-"
+        steps = "+".join(str(s) for s in r["train_steps"].values())
+        lines.append(f"| {r['model']} | {r['params_trainable']:,} | {r['budget_minutes']:g} min ({steps}) | "
+                     f"{r['train_images_per_s_median']} | {r['sampler']} ({r['steps']}) | {r['num_samples']:,} | "
+                     f"{r[fid]:.1f} | {r[kid]:.2f} | {prec:.3f} | {rec:.3f} | {r['energy_per_image_mj']:.3f} mJ | "
+                     f"{ratio} | {r['sampling_images_per_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--budget-minutes", type=float, default=20.0)
+    parser.add_argument("--num", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--session-minutes", type=float, default=170.0)
+    parser.add_argument("--work", type=Path, default=Path("runs/comparison"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/comparison"))
+    args = parser.parse_args()
+    unknown = set(args.rows.split(",")) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; expected some of {list(ROWS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    session = Session(args.session_minutes)
+    for row in args.rows.split(","):
+        spec = ROWS[row]
+        if (args.out / f"{row}.json").is_file():
+            continue
+        if not all(train_stage(row, stage, args, session) for stage in spec.stages):
+            print(f"{row}: training continues in the next invocation", flush=True)
+            break
+        extra = convert(row, spec, args) if spec.convert else {}
+        ckpt = spikediff.checkpoint.resolve(final_checkpoint(row, spec, args))
+        if not sample_chunks(ckpt, args.work / row / "samples", args, session):
+            print(f"{row}: sampling continues in the next invocation", flush=True)
+            break
+        result = measure(row, spec, args) | ({"conversion_seconds": extra["seconds"]} if extra else {})
+        result["meta"] = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} "
+                          "threads", "command": "python benchmarks/comparison.py " + " ".join(sys.argv[1:])}
+        (args.out / f"{row}.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result), flush=True)
+    done = [json.loads((args.out / f"{r}.json").read_text()) for r in ROWS if (args.out / f"{r}.json").is_file()]
+    if done:
+        (args.out / "table.json").write_text(json.dumps(done, indent=2))
+        (args.out / "table.md").write_text(table(done))
+        print(table(done))
+
+
+if __name__ == "__main__":
+    main()
