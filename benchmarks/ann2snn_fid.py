@@ -25,11 +25,11 @@ import torch
 import spikediff
 from spikediff.ann2snn import ann2snn
 from spikediff.cli import main as cli
-from spikediff.metrics import evaluate_images
+from spikediff.metrics import evaluate_images, score
 from spikediff.sample import generate
 
 
-def score(ckpt: Path, args) -> dict:
+def score_checkpoint(ckpt: Path, args) -> dict:
     """Sample, evaluate and measure the energy of one checkpoint."""
     config = spikediff.load_config(ckpt)
     model = spikediff.load(ckpt)
@@ -75,7 +75,7 @@ def main() -> None:
             row.update(energy(ckpt, args))
         write_results(saved["meta"], saved["rows"], args.out)
         return
-    rows = [{"model": "quantised ANN", "spike_steps": 0, "finetuned": False, **score(qann, args)}]
+    rows = [{"model": "quantised ANN", "spike_steps": 0, "finetuned": False, **score_checkpoint(qann, args)}]
     print(json.dumps(rows[-1]), flush=True)
     for T in (int(v) for v in args.spike_steps.split(",")):
         for finetune in (False, True) if args.finetune_steps else (False,):
@@ -87,7 +87,7 @@ def main() -> None:
                    "finetune_steps_per_block": args.finetune_steps if finetune else 0,
                    "conversion_seconds": round(time.perf_counter() - tic, 1),
                    "output_mse_vs_qann": summary.get("output_mse_after_finetune", summary["output_mse_vs_qann"]),
-                   **score(out, args)}
+                   **score_checkpoint(out, args)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
@@ -103,9 +103,9 @@ def write_results(meta: dict, rows: list[dict], out: Path) -> None:
     lines = [f"| model | T | fine-tuned | {fid_key} | KID | precision | recall | output MSE vs QANN | "
              "mJ per evaluation | mJ per image | vs QANN |", "|---" * 11 + "|"]
     for r in rows:
-        prec = next(v for k, v in r.items() if k.startswith("precision"))
-        rec = next(v for k, v in r.items() if k.startswith("recall"))
-        kid = next(v for k, v in r.items() if k.startswith("KID"))
+        prec = score(r, "precision")
+        rec = score(r, "recall")
+        kid = score(r, "KID")
         mse = f"{r['output_mse_vs_qann']:.2e}" if "output_mse_vs_qann" in r else "-"
         ratio = f"{r['energy_vs_qann']:.3f}" if r.get("energy_vs_qann") else "-"
         lines.append(f"| {r['model']} | {r['spike_steps'] or '-'} | {'yes' if r['finetuned'] else 'no'} | "

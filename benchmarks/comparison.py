@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 import spikediff
-from spikediff.metrics import evaluate_images
+from spikediff.metrics import evaluate_images, score
 from spikediff.models.folding import fold_batchnorm
 from spikediff.sample import generate, save_grid
 
@@ -202,8 +202,8 @@ def table(rows: list[dict]) -> str:
     lines = [f"| model | params | budget (steps) | train img/s | sampler (NFE) | samples | {fid} | KID | precision | "
              "recall | energy / image (45 nm) | SNN/ANN | sample img/s |", "|---" * 13 + "|"]
     for r in rows:
-        prec = next(v for k, v in r.items() if k.startswith("precision"))
-        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        prec = score(r, "precision")
+        rec = score(r, "recall")
         ratio = f"{r['snn_over_ann']:.2f}" if r["snn_over_ann"] is not None else "-"
         steps = "+".join(str(s) for s in r["train_steps"].values())
         lines.append(f"| {r['model']} | {r['params_trainable']:,} | {r['budget_minutes']:g} min ({steps}) | "

@@ -29,18 +29,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import spikediff  # noqa: E402
-from spikediff.metrics import evaluate_images  # noqa: E402
+from spikediff.metrics import evaluate_images, score  # noqa: E402
 from spikediff.metrics.reference import reference_images  # noqa: E402
 from spikediff.sample import analytic_gamma, generate  # noqa: E402
 
 DEFAULT_GRID = "ddim:10,ddim:20,ddim:50,ddim:100,dpm-solver++:10,dpm-solver++:20,analytic-dpm:50,analytic-dpm:100"
-
-
-def precision_recall_of(row: dict) -> tuple[float, float]:
-    """The precision and recall entries of a result row, whatever extractor labels them."""
-    prec = next(v for k, v in row.items() if k.startswith("precision"))
-    rec = next(v for k, v in row.items() if k.startswith("recall"))
-    return prec, rec
 
 
 def parse_grid_entry(entry: str, default_num: int) -> tuple[str, int, int]:
@@ -114,7 +107,7 @@ def main() -> None:
         fid_key = next(k for k in rows[0] if k.startswith("FID"))
         lines = ["| sampler | NFE | samples | " + fid_key + " | precision | recall | sampling s |", "|---" * 7 + "|"]
         for r in rows:
-            prec, rec = precision_recall_of(r)
+            prec, rec = score(r, "precision"), score(r, "recall")
             lines.append(f"| {r['sampler']} | {r['nfe']} | {r['num_samples']} | {r[fid_key]:.3f} | {prec:.3f} | "
                          f"{rec:.3f} | {r['sampling_seconds']} |")
         (out / "fid_vs_nfe.md").write_text("\n".join(lines) + "\n")
@@ -142,7 +135,7 @@ def main() -> None:
         base = next(r[fid_key] for r in rows if r["threshold"] == 1.0)
         lines = [f"| threshold | {fid_key} | change vs 1.0 | precision | recall |", "|---" * 5 + "|"]
         for r in rows:
-            prec, rec = precision_recall_of(r)
+            prec, rec = score(r, "precision"), score(r, "recall")
             lines.append(f"| {r['threshold']:.3f} | {r[fid_key]:.3f} | {(r[fid_key] - base) / base * 100:+.1f}% | "
                          f"{prec:.3f} | {rec:.3f} |")
         (out / "tg_sweep.md").write_text("\n".join(lines) + "\n")

@@ -27,7 +27,7 @@ import torch
 
 import spikediff
 from spikediff.cli import main as cli
-from spikediff.metrics import evaluate_images
+from spikediff.metrics import evaluate_images, score
 from spikediff.metrics.extractors import make_extractor
 from spikediff.sample import class_labels, generate, save_grid
 
@@ -113,9 +113,9 @@ def main() -> None:
     lines = ["| model | cfg | sampler steps (NFE) | samples | " + fid_key + " | KID | precision | recall | class "
              "accuracy | energy per image (mJ) | sampling img/s |", "|---" * 11 + "|"]
     for r in rows:
-        kid = next(v for k, v in r.items() if k.startswith("KID ("))
-        prec = next(v for k, v in r.items() if k.startswith("precision"))
-        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        kid = score(r, "KID")
+        prec = score(r, "precision")
+        rec = score(r, "recall")
         lines.append(f"| {r['model']} | {r['cfg']:g} | {r['steps']} ({r['network_evaluations']}) | "
                      f"{r['num_samples']} | "
                      f"{r[fid_key]:.1f} | {kid:.2f} | {prec:.3f} | {rec:.3f} | "

@@ -25,7 +25,7 @@ import torch
 import spikediff
 from spikediff.cli import main as cli
 from spikediff.data import batch_transform, load_dataset
-from spikediff.metrics import evaluate_images
+from spikediff.metrics import evaluate_images, score
 from spikediff.sample import generate, save_grid
 
 PAPER_COUNT = 1280
@@ -111,8 +111,8 @@ def main() -> None:
     lines = [f"| model | sampler steps | samples | {fid_key} | precision | recall | energy per image (mJ) |",
              "|---" * 7 + "|"]
     for r in rows:
-        prec = next(v for k, v in r.items() if k.startswith("precision"))
-        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        prec = score(r, "precision")
+        rec = score(r, "recall")
         energy = result["energy"] if r["model"] == "spiking-diffusion" else result.get("energy_unet")
         lines.append(f"| {r['model']} | {r['steps']} | {r['num_samples']} | {r[fid_key]:.1f} | {prec:.3f} | "
                      f"{rec:.3f} | {energy:.3f} |")

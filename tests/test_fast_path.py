@@ -133,6 +133,8 @@ def test_auto_precision_and_compile_choose_the_fast_path_only_where_it_helps(mon
     assert prec.resolve_compile("auto", 5000, "cpu") == bool(shutil.which("cc") or shutil.which("gcc")
                                                              or shutil.which("clang"))
     assert prec.resolve_compile("on", 1, "cpu") and not prec.resolve_compile("off", 10**6, "cpu")
+    assert not prec.resolve_compile("auto", 10**6, "cpu", arch="sdit")  # eager under auto, compiled on request
+    assert prec.resolve_compile("on", 1, "cpu", arch="sdit")
     with pytest.raises(ValueError, match="precision"):
         prec.resolve_precision("fp16", "cpu")
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from spikediff.cli import main
 from spikediff.data import load_mnist_like, to_model_range, to_uint8
 from spikediff.data.datasets import InMemoryImages
-from spikediff.metrics import fid, frechet_distance, inception_score, kid, precision_recall
+from spikediff.metrics import fid, frechet_distance, inception_score, kid, precision_recall, score
 from spikediff.metrics.classifier import accuracy, load_classifier, packaged_weights
 from spikediff.metrics.extractors import ClassifierFeatures, InceptionFeatures, find_inception_weights
 
@@ -134,5 +134,8 @@ def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir):
     assert result["protocol"]["extractor"] == "fmnist-classifier"
     assert set(result["scores"]) >= {"FID (fmnist-classifier)", "KID (fmnist-classifier)",
                                      "precision (fmnist-classifier, k=3)", "recall (fmnist-classifier, k=3)"}
+    scores = result["scores"]
+    assert score(scores, "KID") == scores["KID (fmnist-classifier)"] != score(scores, "KID std")
+    assert score(scores, "recall") == scores["recall (fmnist-classifier, k=3)"]
     recipe = list((tmp_path / "cache" / "reference").glob("*.json"))
     assert len(recipe) == 1 and json.loads(recipe[0].read_text())["num_images"] == 64

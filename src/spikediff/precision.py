@@ -16,6 +16,9 @@ COMPILE_MODES = ("auto", "on", "off")
 # pays for itself after a few hundred of either; "auto" asks for 1000 steps or 500 evaluations.
 COMPILE_AUTO_MIN_STEPS = 1000
 COMPILE_AUTO_MIN_EVALUATIONS = 500
+# Architectures that "auto" keeps eager: SDiT's WKV scans are Python loops over the tokens, which
+# torch.compile would unroll into one graph node per token.
+EAGER_UNDER_AUTO = frozenset({"sdit"})
 
 
 @functools.cache
@@ -50,15 +53,17 @@ def precision_context(precision: str, device: torch.device | str):
 
 
 def resolve_compile(mode: str | bool, steps_to_run: int, device: torch.device | str,
-                    min_steps: int = COMPILE_AUTO_MIN_STEPS) -> bool:
+                    min_steps: int = COMPILE_AUTO_MIN_STEPS, arch: str = "") -> bool:
     """Whether to torch.compile: ``"auto"`` compiles when ``steps_to_run`` (training steps or network
-    evaluations) reaches ``min_steps``, enough to repay the compile time, and a backend compiler
-    exists (a C compiler for the CPU; CUDA compiles to Triton kernels)."""
+    evaluations) reaches ``min_steps``, enough to repay the compile time, a backend compiler exists
+    (a C compiler for the CPU; CUDA compiles to Triton kernels) and ``arch`` compiles well."""
     if isinstance(mode, bool):  # configs written before "auto" existed
         return mode
     if mode not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
     if mode != "auto":
         return mode == "on"
+    if arch in EAGER_UNDER_AUTO:
+        return False
     has_backend = torch.device(device).type == "cuda" or any(shutil.which(cc) for cc in ("cc", "gcc", "clang"))
     return steps_to_run >= min_steps and has_backend

@@ -88,9 +88,7 @@ def generate(
         model = fold_batchnorm(model)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     evaluations = -(-num // (batch_size * world)) * steps
-    if config.model.arch == "sdit" and compile == "auto":
-        compile = "off"  # its WKV scans are Python loops over the tokens: torch.compile would unroll them
-    if not latent and resolve_compile(compile, evaluations, device, COMPILE_AUTO_MIN_EVALUATIONS):
+    if not latent and resolve_compile(compile, evaluations, device, COMPILE_AUTO_MIN_EVALUATIONS, config.model.arch):
         model = torch.compile(model)
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model

@@ -38,6 +38,12 @@ def load_images(path: str | Path) -> torch.Tensor:
     raise FileNotFoundError(f"{path}: expected a .npz file or a directory of samples")
 
 
+def score(row: dict, name: str) -> float:
+    """The ``name`` score ("FID", "KID", "precision", "recall", ...) of a result row: its key carries
+    the extractor's label (``"FID (fmnist-classifier)"``), so tables look it up by name alone."""
+    return next(v for k, v in row.items() if k.split(" (")[0] == name)
+
+
 def evaluate_images(
     images: torch.Tensor, dataset: str, features: str = "classifier", split: str = "train",
     inception_weights: str | Path | None = None, data_dir: str | Path | None = None, kid_subset: int = 1000,

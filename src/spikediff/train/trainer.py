@@ -96,9 +96,8 @@ def prepare_for_training(model: torch.nn.Module, config: Config, steps_to_run: i
         if not hasattr(model, "grad_checkpointing"):
             raise ValueError(f"{config.model.arch} does not support gradient checkpointing")
         model.grad_checkpointing = True
-    if config.model.arch == "sdit" and config.train.compile == "auto":
-        return model  # its WKV scans are Python loops over the tokens: torch.compile would unroll them
-    return torch.compile(model) if resolve_compile(config.train.compile, steps_to_run, device) else model
+    compile_it = resolve_compile(config.train.compile, steps_to_run, device, arch=config.model.arch)
+    return torch.compile(model) if compile_it else model
 
 
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
