@@ -202,6 +202,17 @@ def measure(row: str, spec: Row, args) -> dict:
     }
 
 
+def budget_cell(r: dict, rows: list[dict]) -> str:
+    """Minutes and steps of a row's training, counting those of the row it starts from (TSM)."""
+    runs = [r]
+    start = ROWS[r["row"]].stages[0].init_from
+    if start and start.split("/")[0] != r["row"]:
+        runs.insert(0, next(x for x in rows if x["row"] == start.split("/")[0]))
+    minutes = " + ".join(f"{x['budget_minutes']:g}" for x in runs)
+    steps = " + ".join(str(s) for x in runs for s in x["train_steps"].values())
+    return f"{minutes} min ({steps})"
+
+
 def table(rows: list[dict]) -> str:
     fid = next(k for k in rows[0] if k.startswith("FID"))
     kid = next(k for k in rows[0] if k.startswith("KID ("))
@@ -211,8 +222,7 @@ def table(rows: list[dict]) -> str:
         prec = score(r, "precision")
         rec = score(r, "recall")
         ratio = f"{r['snn_over_ann']:.2f}" if r["snn_over_ann"] is not None else "-"
-        steps = "+".join(str(s) for s in r["train_steps"].values())
-        lines.append(f"| {r['model']} | {r['params_trainable']:,} | {r['budget_minutes']:g} min ({steps}) | "
+        lines.append(f"| {r['model']} | {r['params_trainable']:,} | {budget_cell(r, rows)} | "
                      f"{r['train_images_per_s_median']} | {r['sampler']} ({r['steps']}) | {r['num_samples']:,} | "
                      f"{r[fid]:.1f} | {r[kid]:.2f} | {prec:.3f} | {rec:.3f} | {r['energy_per_image_mj']:.3f} mJ | "
                      f"{ratio} | {r['sampling_images_per_s']:.1f} |")
