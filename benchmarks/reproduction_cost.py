@@ -69,12 +69,10 @@ def forward_macs(name: str) -> float:
     return sum(layer.dense_macs for layer in report.layers)
 
 
-def sampling_macs(name: str) -> float:
-    """Dense MACs of one sampling-time network evaluation per image: the training forward, except for
-    Spiking-Diffusion, whose sampler runs the denoiser alone (the VQ-SVAE decodes once per image)."""
+def denoiser_macs(name: str) -> float:
+    """Dense MACs of one Spiking-Diffusion sampling evaluation per image: its sampler runs the denoiser
+    alone (the VQ-SVAE decodes once per image); Gaussian samplers evaluate the training forward."""
     config = get_preset(name)
-    if config.model.arch != "spiking_diffusion":
-        return forward_macs(name)
     model = build(config).eval()
     tokens = torch.zeros(2, config.model.image_size // 4, config.model.image_size // 4, dtype=torch.long)
     run = lambda _: model.denoiser(tokens, torch.ones(2, dtype=torch.long))  # noqa: E731
@@ -104,7 +102,9 @@ def main() -> None:
                            "train_steps": config.train.total_steps, "batch": config.train.batch_size,
                            "train_images": images, "forward_gmacs_per_image": macs / 1e9,
                            "train_pflop": 6 * macs * images / 1e15})
-        eval_macs = sampling_macs(p.presets[-1])
+        last = get_preset(p.presets[-1])
+        eval_macs = (denoiser_macs(p.presets[-1]) if last.model.arch == "spiking_diffusion"
+                     else stages[-1]["forward_gmacs_per_image"] * 1e9)
         train_pflop = sum(s["train_pflop"] for s in stages)
         sample_pflop = 2 * eval_macs * p.samples * p.evaluations / 1e15
         rows.append({"paper": p.paper, "published_fid_fmnist": p.published_fid, "fid_protocol": p.fid_protocol,
