@@ -3,6 +3,8 @@ side in one run on one machine; each configuration in its own process (clean pea
 
     python benchmarks/throughput.py --reference-repo PATH/TO/SDDPM [--batch 32] [--out benchmarks/results]
 
+The "default path" rows are what ``spikediff train`` / ``sample`` choose on this machine (precision and
+compilation measured on the first batch, verified against eager fp32; see docs/fast_paths.md).
 Configuration: issue 6's bench size, fmnist-snn-small (ch 32, ch_mult [1,2,2], 1 res block, T 4,
 32x32x1), batch 32. Writes throughput.json and prints a markdown table.
 """
@@ -10,25 +12,47 @@ Configuration: issue 6's bench size, fmnist-snn-small (ch 32, ch_mult [1,2,2], 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
+import torch
+
+AUTO = ["--precision", "auto", "--compile", "auto"]
 OURS = [
-    ("train", []),
-    ("train", ["--precision", "bf16"]),
-    ("train", ["--compile"]),
-    ("train", ["--precision", "bf16", "--compile"]),
-    ("train", ["--grad-checkpointing"]),
-    ("sample", []),
-    ("sample", ["--fold-bn"]),
-    ("sample", ["--precision", "bf16"]),
-    ("sample", ["--precision", "bf16", "--fold-bn"]),
-    ("sample", ["--precision", "bf16", "--fold-bn", "--compile"]),
+    ("train", AUTO, "default path, as a 30-minute run chooses it (measured, verified)"),
+    ("train", AUTO + ["--budget-minutes", "600"], "default path, as a 10-hour run chooses it"),
+    ("train", [], "eager fp32"),
+    ("train", ["--precision", "bf16"], "eager bf16"),
+    ("train", ["--compile", "on"], "compiled fp32"),
+    ("train", ["--precision", "bf16", "--compile", "on"], "compiled bf16"),
+    ("train", ["--grad-checkpointing"], "gradient checkpointing fp32"),
+    ("sample", AUTO + ["--fold-bn"], "default path, as the quick start's 100 evaluations choose it"),
+    ("sample", AUTO + ["--fold-bn", "--evaluations", "5000"], "default path, as 5,000 evaluations choose it"),
+    ("sample", [], "eager fp32"),
+    ("sample", ["--fold-bn"], "eager fp32, BN folded"),
+    ("sample", ["--precision", "bf16", "--fold-bn"], "eager bf16, BN folded"),
+    ("sample", ["--fold-bn", "--compile", "on"], "compiled fp32, BN folded"),
+    ("sample", ["--precision", "bf16", "--fold-bn", "--compile", "on"], "compiled bf16, BN folded"),
 ]
+
+
+def machine() -> dict:
+    """Vendor, model, the CPU flags that decide the fast paths, cores and torch version."""
+    info = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    flags = info.get("flags", "").split()
+    return {"vendor": info.get("vendor_id", platform.processor()), "model": info.get("model name", platform.machine()),
+            "flags": " ".join(f for f in flags if f.startswith(("avx512", "amx", "avx2"))),
+            "cores": os.cpu_count(), "torch": torch.__version__}
 
 
 def run(cmd: list[str]) -> dict:
@@ -42,6 +66,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="throughput.json", help="file name of the results (one per machine)")
     args = parser.parse_args()
     rows = []
     if args.reference_repo:
@@ -51,16 +76,16 @@ def main() -> None:
             row["path"] = "reference (SpikingJelly 0.0.0.0.14, eager)"
             rows.append(row)
             print(json.dumps(row), flush=True)
-    for what, flags in OURS:
+    for what, flags, label in OURS:
         row = run([sys.executable, "-m", "spikediff", "bench", what, "--preset", "fmnist-snn-small", "--batch",
                    str(args.batch), "--repeats", str(args.repeats), "--json", *flags])
-        row["path"] = "spikediff " + (" ".join(flags) or "eager fp32")
+        row["path"] = f"spikediff {label}" + (f" -> {row['fast_path']}" if "auto" in flags else "")
         rows.append(row)
         print(json.dumps(row), flush=True)
-    meta = {"date": str(date.today()), "machine": f"{platform.machine()}, {platform.processor()}",
+    meta = {"date": str(date.today()), "machine": machine(),
             "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (args.out / args.name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     ref = {r["kind"]: r["images_per_s"] for r in rows if r["path"].startswith("reference")}
     print("| kind | path | images/s | ms/step | peak MB | vs reference |\n|---|---|---|---|---|---|")
     for r in rows:

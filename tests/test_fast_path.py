@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 from dataclasses import replace
 
 import pytest
 import torch
 
 import spikediff
+from spikediff import fast_path
 from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.models import build_model
 from spikediff.models.folding import fold_batchnorm
+from spikediff.precision import precision_context
 from spikediff.train.trainer import prepare_for_training
 from tests.conftest import TINY_SNN
 from tests.test_checkpoint import randomise_batchnorm
@@ -120,23 +120,158 @@ def test_tsm_stem_scales_each_step_of_the_repeated_image():
     assert not torch.allclose(scaled[1], base[1])  # step 1's conv output was zeroed before BN
 
 
-def test_auto_precision_and_compile_choose_the_fast_path_only_where_it_helps(monkeypatch):
-    from spikediff import precision as prec
+@pytest.fixture
+def fast_path_cache(tmp_path, monkeypatch):
+    """A fresh fast-path cache, so no test reads another's (or the machine's) timings."""
+    monkeypatch.setenv("SPIKEDIFF_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "fast_paths.json"
 
-    monkeypatch.setattr(prec, "_cpu_has_native_bf16", lambda: True)
-    assert prec.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(prec, "_cpu_has_native_bf16", lambda: False)
-    assert prec.resolve_precision("auto", "cpu") == "fp32"
-    assert prec.resolve_precision("bf16", "cpu") == "bf16"
-    assert isinstance(prec.precision_context("auto", "cpu"), contextlib.nullcontext)
-    assert not prec.resolve_compile("auto", 10, "cpu")  # too short to repay the compile time
-    assert prec.resolve_compile("auto", 5000, "cpu") == bool(shutil.which("cc") or shutil.which("gcc")
-                                                             or shutil.which("clang"))
-    assert prec.resolve_compile("on", 1, "cpu") and not prec.resolve_compile("off", 10**6, "cpu")
-    assert not prec.resolve_compile("auto", 10**6, "cpu", arch="sdit")  # eager under auto, compiled on request
-    assert prec.resolve_compile("on", 1, "cpu", arch="sdit")
-    with pytest.raises(ValueError, match="precision"):
-        prec.resolve_precision("fp16", "cpu")
+
+def tiny_loss_fn(fmnist_batch, poison=None):
+    """The first-batch loss of a tiny Spiking U-Net; ``poison(net)`` True makes that loss NaN."""
+    schedule = NoiseSchedule.linear()
+
+    def loss_fn(net):
+        torch.manual_seed(0)  # the same dropout masks on every path
+        loss = diffusion_loss(net, schedule, fmnist_batch[:4], generator=torch.Generator().manual_seed(3))
+        return loss * float("nan") if poison and poison(net) else loss
+
+    return loss_fn
+
+
+def tiny_snn():
+    torch.manual_seed(0)
+    return build_model(TINY_SNN).train()
+
+
+def test_a_nan_in_bf16_falls_back_to_fp32_and_says_why(fmnist_batch, fast_path_cache):
+    model = tiny_snn()
+    loss_fn = tiny_loss_fn(fmnist_batch, poison=lambda net: torch.is_autocast_enabled("cpu"))
+    decision = fast_path.choose_training_path(model, loss_fn, torch.device("cpu"), "bf16", "off")
+    assert decision.path == fast_path.EAGER_FP32 and decision.model is model
+    assert "not finite" in decision.describe() and "using fp32" in decision.describe()
+
+
+class PoisonedCompile(torch.nn.Module):
+    """Stands in for a miscompiled network: the same module, NaN outputs."""
+
+    def __init__(self, model, **_):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs) * float("nan")
+
+
+def test_a_nan_in_the_compiled_path_falls_back_to_eager(fmnist_batch, fast_path_cache, monkeypatch):
+    monkeypatch.setattr(torch, "compile", PoisonedCompile)
+    model = tiny_snn()
+    decision = fast_path.choose_training_path(model, tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32", "on")
+    assert decision.path == fast_path.EAGER_FP32 and decision.model is model
+    assert "fp32 compiled disagrees with eager fp32" in decision.describe()
+    cached = json.loads(fast_path_cache.read_text())
+    assert any("problem" in entry.get("fp32 compiled", {}) for entry in cached.values())
+    # compile=auto remembers the failure on this machine and does not compile again, whatever the budget
+    again = fast_path.choose_training_path(model, tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32", "auto",
+                                           steps=10**9)
+    assert not again.path.compiled and "disagreed with eager fp32 here before" in again.describe()
+
+
+def test_sampling_falls_back_when_the_bf16_output_is_wrong(fast_path_cache):
+    class WrongUnderAutocast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = build_model(TINY_SNN).eval()
+
+        def forward(self, x, t):
+            out = self.net(x, t)
+            return -out if torch.is_autocast_enabled("cpu") else out
+
+    model = WrongUnderAutocast()
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([500, 500])
+    decision = fast_path.choose_sampling_path(model, x, t, torch.device("cpu"), "bf16", "off")
+    assert decision.path == fast_path.EAGER_FP32 and "relative output error" in decision.describe()
+    assert fast_path.choose_sampling_path(build_model(TINY_SNN).eval(), x, t, torch.device("cpu"), "bf16",
+                                          "off").path == fast_path.FastPath("bf16", False)
+
+
+def test_trials_leave_the_model_as_they_found_it(fmnist_batch, fast_path_cache):
+    model = tiny_snn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast_path.choose_training_path(model, tiny_loss_fn(fmnist_batch), torch.device("cpu"), "auto", "off")
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BatchNorm running statistics included
+
+
+def test_auto_measures_once_per_machine_and_shape_then_reads_the_cache(fmnist_batch, fast_path_cache):
+    model, calls = tiny_snn(), []
+    loss_fn = tiny_loss_fn(fmnist_batch)
+
+    def counted(net):
+        calls.append(1)
+        return loss_fn(net)
+
+    first = fast_path.choose_training_path(model, counted, torch.device("cpu"), "auto", "off", shape={"n": 1})
+    measured = len(calls)
+    assert "measured on the first batch: fp32 eager" in first.describe()
+    calls.clear()
+    second = fast_path.choose_training_path(model, counted, torch.device("cpu"), "auto", "off", shape={"n": 1})
+    assert second.path == first.path
+    assert len(calls) < measured and len(calls) <= 2  # the reference, and the verification of a bf16 choice
+    calls.clear()
+    fast_path.choose_training_path(model, counted, torch.device("cpu"), "auto", "off", shape={"n": 2})
+    assert len(calls) == measured  # another shape is measured anew
+
+
+def test_compilation_must_repay_itself_within_the_budget():
+    pays = fast_path.compile_pays
+    # a 30-minute run cannot repay 3 minutes of compiling at 1.15x with the 10% gain asked for
+    assert not pays(30 * 60, 180, 1.15)
+    assert pays(3 * 3600, 180, 1.15)
+    assert pays(30 * 60, 20, 2.0)  # a cached compilation at a real speed-up pays quickly
+    assert not pays(float("inf"), 0, 1.05) and pays(float("inf"), 600, 1.2)
+
+
+def test_auto_does_not_compile_a_short_run_and_says_why(fmnist_batch, fast_path_cache, monkeypatch):
+    monkeypatch.setattr(torch, "compile", PoisonedCompile)  # would fail loudly if it were called
+    decision = fast_path.choose_training_path(tiny_snn(), tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32",
+                                              "auto", budget_s=60)
+    assert not decision.path.compiled and "torch.compile off" in decision.describe()
+    sdit = fast_path.choose_training_path(tiny_snn(), tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32",
+                                          "auto", steps=10**9, eager_under_auto=True)
+    assert not sdit.path.compiled and "stays eager" in sdit.describe()
+
+
+def test_default_path_of_the_small_presets_gives_gradients_close_to_eager_fp32(fmnist_batch, fast_path_cache):
+    """The CLI's path for a long small-preset run on a bf16-capable CPU (bf16, compiled), really compiled,
+    a few steps of a tiny Spiking U-Net: the check that would have caught bf16 + torch.compile's NaN
+    gradients on an Intel Xeon. The decision itself must take the same path or say why not."""
+    cfg = spikediff.get_preset("fmnist-snn-small")
+    assert (cfg.train.precision, cfg.train.compile) == ("auto", "auto")
+    model = tiny_snn()
+    loss_fn = tiny_loss_fn(fmnist_batch)
+    compiled = torch.compile(model, options=fast_path.COMPILE_OPTIONS)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    for step in range(3):
+        reference = fast_path_result(model, loss_fn, "fp32")
+        candidate = fast_path_result(compiled, loss_fn, "bf16")
+        assert fast_path.gradient_problem(reference, candidate) is None, step
+        for p, g in zip(params, candidate[1].split([p.numel() for p in params]), strict=True):
+            p.grad = g.view_as(p)
+        optimizer.step()
+    decision = fast_path.choose_training_path(model, loss_fn, torch.device("cpu"), "bf16", "on")
+    assert decision.path == fast_path.FastPath("bf16", True) or "disagrees" in decision.describe()
+
+
+def fast_path_result(net, loss_fn, precision):
+    with precision_context(precision, "cpu"):
+        loss = loss_fn(net)
+    params = [p for p in net.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return loss.item(), torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float()
+                                   for g, p in zip(grads, params, strict=True)])
 
 
 def test_configs_saved_with_a_boolean_compile_still_load():

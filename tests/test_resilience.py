@@ -19,7 +19,6 @@ from safetensors.torch import load_file
 import spikediff
 from spikediff.checkpoint import run_checkpoints
 from spikediff.cli import main
-from spikediff.train.ema import EMA
 
 TINY = ["--set", "model.ch_mult=1,2", "--set", "model.spike_steps=2", "--set", "train.batch_size=8",
         "--set", "train.sample_every=0", "--set", "train.log_every=1", "--no-progress"]
@@ -129,17 +128,12 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(objectives, "diffusion_loss", poisoned)
     run = tmp_path / "run"
-    code = main(["train", "--preset", "fmnist-snn-small", "--out", str(run), *TINY,
-                 "--set", "train.total_steps=5", "--set", "train.save_every=2"])
+    # eager fp32: no fast-path trials before step 0, so the third call of the loss is step 2's
+    code = main(["train", "--preset", "fmnist-snn-small", "--out", str(run), *TINY, "--set", "train.precision=fp32",
+                 "--set", "train.compile=off", "--set", "train.total_steps=5", "--set", "train.save_every=2"])
     err = capsys.readouterr().err
     assert code == 1 and "loss is nan" in err and "at step 2" in err and "step_0000002" in err
     assert [d.name for d in run_checkpoints(run)] == ["step_0000002"]
-
-
-def test_ema_warmup():
-    ema = EMA(torch.nn.Linear(2, 2), 0.9999, warmup=True)
-    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10**7) == 0.9999
-    assert EMA(torch.nn.Linear(2, 2), 0.99).decay_at(0) == 0.99
 
 
 def run_ok(cmd: list[str], attempts: int = 2) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from dataclasses import asdict
 
 import torch
 
 from spikediff.checkpoint import build
 from spikediff.config import Config
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
+from spikediff.fast_path import choose_sampling_path, choose_training_path
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import precision_context
 from spikediff.train.distributed import default_device
-from spikediff.train.trainer import make_optimizer, prepare_for_training
+from spikediff.train.trainer import enable_grad_checkpointing, make_optimizer, prepare_for_training
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -39,52 +41,64 @@ def _timed(fn, repeats: int, warmup: int) -> list[float]:
     return times
 
 
-def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2) -> dict:
-    """One optimiser step of ``config`` (precision, compile, checkpointing from ``config.train``)."""
+def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2, budget_minutes: float = 30.0) -> dict:
+    """One optimiser step of ``config`` (precision, compile, checkpointing from ``config.train``);
+    ``"auto"`` precision or compile choose as ``spikediff train`` would for a run of ``budget_minutes``."""
     device = default_device()
     torch.manual_seed(0)
     model = build(config).to(device).train()
-    step_model = prepare_for_training(model, config)
     opt = make_optimizer(model, config)
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
     x0 = torch.rand(batch, m.img_ch, m.image_size, m.image_size, device=device) * 2 - 1
-    autocast = precision_context(config.train.precision, device)
+
+    def loss_of(net: torch.nn.Module) -> torch.Tensor:
+        return diffusion_loss(net, schedule, x0, config.diffusion.prediction, learned_variance=m.learn_sigma,
+                              generator=torch.Generator().manual_seed(0))
+
+    t = config.train
+    if "auto" in (t.precision, t.compile):
+        enable_grad_checkpointing(model, config)
+        fast = choose_training_path(model, loss_of, device, t.precision, t.compile, budget_s=budget_minutes * 60,
+                                    shape={"bench": asdict(m), "batch": batch})
+        step_model, autocast, chosen = fast.model, fast.context(device), {"fast_path": str(fast.path)}
+    else:
+        step_model, autocast, chosen = prepare_for_training(model, config), precision_context(t.precision, device), {}
 
     def step() -> None:
         with autocast:
-            loss = diffusion_loss(step_model, schedule, x0, config.diffusion.prediction,
-                                  learned_variance=config.model.learn_sigma)
+            loss = loss_of(step_model)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     times = _timed(step, repeats, warmup)
-    return _summary("train", config, batch, times, device)
+    return {**_summary("train", config, batch, times, device), **chosen}
 
 
 @torch.inference_mode()
 def bench_sample(config: Config, batch: int, repeats: int = 5, warmup: int = 2, precision: str = "fp32",
-                 fold_bn: bool = False, compile: bool = False) -> dict:
-    """One network evaluation as a sampler makes it (eval mode, inference mode)."""
+                 fold_bn: bool = False, compile: str = "off", evaluations: int = 100) -> dict:
+    """One network evaluation as a sampler makes it (eval mode, inference mode); ``"auto"``
+    precision or compile choose as ``spikediff sample`` would for ``evaluations`` evaluations."""
     device = default_device()
     torch.manual_seed(0)
     model = build(config).to(device).eval()
     if fold_bn:
         model = fold_batchnorm(model)
-    if compile:
-        model = torch.compile(model)
     m = config.model
     x = torch.randn(batch, m.img_ch, m.image_size, m.image_size, device=device)
     t = torch.full((batch,), 500, device=device, dtype=torch.long)
+    fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations,
+                                shape={"bench": asdict(m), "batch": batch, "fold_bn": fold_bn})
 
     def evaluate() -> None:
-        with precision_context(precision, device):
-            model(x, t)
+        with fast.context(device):
+            fast.model(x, t)
 
     times = _timed(evaluate, repeats, warmup)
     result = _summary("sample", config, batch, times, device)
-    result.update(precision=precision, fold_bn=fold_bn, compile="on" if compile else "off")
+    result.update(precision=precision, fold_bn=fold_bn, compile=compile, fast_path=str(fast.path))
     return result
 
 

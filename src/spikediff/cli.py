@@ -12,7 +12,7 @@ import torch
 
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
-from spikediff.precision import COMPILE_MODES, PRECISIONS, resolve_precision
+from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.train.distributed import default_device, init_distributed, shutdown
 
@@ -84,11 +84,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
     extra = _sampler_options(args, model, config)
     batches = -(-args.num // (args.batch_size * d.world))
+    chosen = []
+
+    def on_fast_path(decision) -> None:
+        chosen.append(decision)
+        if d.main:
+            print(decision.describe(), flush=True)
+
     with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
         images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
                           on_step=bar.update, threshold=args.threshold, precision=args.precision,
                           fold_bn=args.fold_bn, compile=args.compile, classes=args.classes, guidance=args.cfg,
-                          **extra)
+                          on_fast_path=on_fast_path, **extra)
     if not d.main:
         shutdown(d)
         return
@@ -99,8 +106,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         shown.setdefault("variance", "learned" if config.model.learn_sigma else "fixedlarge")
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
-            "precision": resolve_precision(args.precision, device), "fold_bn": args.fold_bn,
-            "compile": args.compile, **shown}
+            "fast_path": str(chosen[0].path), "fold_bn": args.fold_bn, **shown}
     if config.model.num_classes:
         meta.update({"classes": "i mod num_classes" if args.classes is None else args.classes, "cfg": args.cfg})
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
@@ -269,19 +275,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from spikediff.bench import bench_sample, bench_train
 
     config = apply_overrides(get_preset(args.preset), args.set or [])
-    overrides = {"precision": args.precision, "compile": "on" if args.compile else "off",
-                 "grad_checkpointing": args.grad_checkpointing}
+    overrides = {"precision": args.precision, "compile": args.compile, "grad_checkpointing": args.grad_checkpointing}
     config = replace(config, train=replace(config.train, **overrides))
     batch = args.batch or config.train.batch_size
     if args.what == "train":
-        result = bench_train(config, batch, args.repeats, args.warmup)
+        result = bench_train(config, batch, args.repeats, args.warmup, args.budget_minutes)
     else:
-        result = bench_sample(config, batch, args.repeats, args.warmup, args.precision, args.fold_bn, args.compile)
+        result = bench_sample(config, batch, args.repeats, args.warmup, args.precision, args.fold_bn, args.compile,
+                              args.evaluations)
     print(json.dumps(result) if args.json else
           f"{args.what} {config.name} batch {batch}: {result['images_per_s']} images/s, {result['ms_per_step']} ms per "
           f"{'step' if args.what == 'train' else 'evaluation'}, peak memory {result['peak_memory_mb']} MB "
-          f"({result['device']}, {result['threads']} threads, {args.precision}"
-          f"{', compiled' if args.compile else ''}{', checkpointing' if args.grad_checkpointing else ''}"
+          f"({result['device']}, {result['threads']} threads, {result.get('fast_path', args.precision)}"
+          f"{', compiled' if args.compile == 'on' else ''}{', checkpointing' if args.grad_checkpointing else ''}"
           f"{', BN folded' if args.fold_bn else ''})")
 
 
@@ -343,12 +349,12 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                    help="threshold guidance: scale every neuron's threshold at sampling (0.997 = SDDPM's best)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bf16: autocast, faster on CPUs with "
-                   "AVX512-BF16/AMX and on GPUs; auto (default): bf16 where the hardware has it, else fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bf16: autocast (membranes stay fp32); "
+                   "auto (default): the faster of fp32 and bf16, measured on the first batch and verified")
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the convs for sampling (exact up to rounding; default on)")
     p.add_argument("--compile", choices=COMPILE_MODES, default="auto", help="torch.compile the network; auto "
-                   "(default): when there are >= 500 network evaluations (batches x steps) to repay ~50 s")
+                   "(default): where the evaluations repay the compile time; verified against eager fp32")
 
 
 def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
@@ -453,8 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True)
     p.add_argument("--batch", type=int, help="default: the preset's batch size")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="auto: as train/sample would choose")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="off", help="auto: as train/sample would choose")
+    p.add_argument("--budget-minutes", type=float, default=30.0,
+                   help="the training run that --compile auto decides for (default: the quick start's 30)")
+    p.add_argument("--evaluations", type=int, default=100,
+                   help="the sampling run that --compile auto decides for (default: the quick start's 100)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")
     p.add_argument("--repeats", type=int, default=5)

@@ -101,6 +101,10 @@ class TrainConfig:
     grad_checkpointing: bool = False  # recompute each block in backward: less activation memory
     grad_accum: int = 1  # micro-batches per step (per rank)
     ema_warmup: bool = False  # EMA decay min(decay, (1 + step) / (10 + step)), as in many DDPM codebases
+    # BatchNorm statistics of the EMA weights: "recompute" them on the last ema_bn_batches training
+    # batches before each checkpoint and sample grid, or "average" them like the weights
+    ema_batchnorm: str = "recompute"
+    ema_bn_batches: int = 8
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only: torch's SyncBatchNorm needs GPUs)
     keep_checkpoints: int = 3  # the newest K checkpoints of a run are kept
     log_every: int = 10  # steps between JSONL log lines

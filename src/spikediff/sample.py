@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ from spikediff.diffusion import (
     sample_absorbing,
     sampling_timesteps,
 )
+from spikediff.fast_path import Decision, FastPath, choose_sampling_path
 from spikediff.models.folding import fold_batchnorm
-from spikediff.precision import COMPILE_AUTO_MIN_EVALUATIONS, precision_context, resolve_compile
+from spikediff.precision import EAGER_UNDER_AUTO
 from spikediff.snn import threshold_scale
 
 GAMMA_FILE = "analytic_gamma.json"
@@ -48,6 +50,7 @@ def generate(
     classes: int | Sequence[int] | torch.Tensor | None = None,
     guidance: float = 1.0,
     first: int = 0,
+    on_fast_path: Callable[[Decision], None] | None = None,
     **sampler_kwargs,
 ) -> torch.Tensor:
     """``num`` images as uint8 ``[N, C, H, W]``: images ``first .. first + num - 1`` of the sequence
@@ -59,12 +62,13 @@ def generate(
     (torchrun) the batches are dealt out to the ranks and gathered: every rank returns all images.
     ``on_step`` is called after every network evaluation (for progress bars). The model is put in
     eval mode (BatchNorm running statistics). ``threshold`` scales every neuron's threshold during
-    sampling only (threshold guidance); ``precision="bf16"`` runs the network under bfloat16
-    autocast (membranes stay fp32); ``fold_bn`` samples with a copy whose BatchNorms are folded into
-    the convs before them (same function up to rounding); ``compile`` ("on", "off" or "auto": when
-    the network evaluations repay the ~50 s compilation) samples with a torch.compile'd copy, 2.2x
-    faster than eager bf16 on this project's CPU (benchmarks/RESULTS.md). A last batch smaller than
-    ``batch_size`` costs one more compilation: choose ``num`` a multiple of it.
+    sampling only (threshold guidance). ``precision`` ("fp32", "bf16": autocast with fp32 membranes,
+    or "auto") and ``compile`` ("on", "off" or "auto") choose the fast path; "auto" measures the
+    candidates on the first batch and verifies the choice against eager fp32 (see
+    :mod:`spikediff.fast_path`; ``on_fast_path`` receives the decision). ``fold_bn`` samples with a
+    copy whose BatchNorms are folded into the convs before them (same function up to rounding). A
+    compiled network recompiles for a last batch smaller than ``batch_size``: choose ``num`` a
+    multiple of it.
 
     A class-conditional model samples image ``i`` of class ``classes`` (one label for all, or one
     per image); by default class ``i mod num_classes``, so every class is equally represented and a
@@ -88,15 +92,27 @@ def generate(
         model = fold_batchnorm(model)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     evaluations = -(-num // (batch_size * world)) * steps
-    if not latent and resolve_compile(compile, evaluations, device, COMPILE_AUTO_MIN_EVALUATIONS, config.model.arch):
-        model = torch.compile(model)
     schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
     noise = torch.randn(first + num, m.img_ch, m.image_size, m.image_size,
                         generator=torch.Generator().manual_seed(seed))[first:]
+    if latent:
+        # the absorbing sampler's token denoiser is not measured: bf16 only where asked for
+        fast = Decision(FastPath("bf16" if precision == "bf16" else "fp32", False), model, [])
+    else:
+        probe = noise[:batch_size].to(device)
+        probe_t = torch.full((len(probe),), config.diffusion.num_steps // 2, device=device, dtype=torch.long)
+        cond = {"y": labels[: len(probe)].to(device)} if labels is not None else {}
+        with threshold_scale(model, threshold):
+            fast = choose_sampling_path(model, probe, probe_t, device, precision, compile, evaluations,
+                                        shape={"model": asdict(m), "batch": len(probe), "fold_bn": fold_bn},
+                                        eager_under_auto=m.arch in EAGER_UNDER_AUTO, **cond)
+    if on_fast_path:
+        on_fast_path(fast)
+    model = fast.model
     callback = (lambda i, t, x: on_step(1)) if on_step else None
     mine = {}
-    with threshold_scale(model, threshold), precision_context(precision, device):
+    with threshold_scale(model, threshold), fast.context(device):
         for start in range(rank * batch_size, num, world * batch_size):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + first + start + 1)
             if latent:

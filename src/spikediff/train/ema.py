@@ -1,25 +1,40 @@
-"""Exponential moving average of a model's weights (off by default, as in SDDPM)."""
+"""Exponential moving average of a model's weights, with BatchNorm statistics that belong to it.
+
+A BatchNorm network's running statistics are those of the weights that produced them. Copying the
+live model's statistics into the average (what EMA code written for GroupNorm networks does) runs
+the averaged weights with another network's statistics; a spiking network, whose thresholds turn
+small shifts into different spike trains, suffers most. So the average keeps statistics of its own:
+``"recompute"`` (default) recomputes them with the averaged weights on recent training batches
+before they are used (a checkpoint, a sample grid); ``"average"`` averages the running statistics
+like the weights, which costs nothing and is approximate.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
+EMA_BATCHNORM = ("recompute", "average")
+
 
 class EMA:
-    """Keeps ``shadow = decay * shadow + (1 - decay) * weights``; buffers (BN statistics) are copied."""
+    """``shadow = decay * shadow + (1 - decay) * weights`` after every optimiser step."""
 
-    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False, batchnorm: str = "recompute") -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-        self.decay, self.warmup = decay, warmup
+        if batchnorm not in EMA_BATCHNORM:
+            raise ValueError(f"unknown EMA BatchNorm mode {batchnorm!r}; expected one of {', '.join(EMA_BATCHNORM)}")
+        self.decay, self.warmup, self.batchnorm = decay, warmup, batchnorm
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
         """The decay used after optimiser step ``step``; with warmup ``min(decay, (1+s)/(10+s))``, so
-        early averages are not dominated by the random initialisation."""
+        early averages are not dominated by the random initialisation and the averaging window grows
+        with the run."""
         return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
 
     @torch.no_grad()
@@ -27,5 +42,30 @@ class EMA:
         decay = self.decay_at(step)
         for s, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
             s.lerp_(p.detach(), 1.0 - decay)
-        for s, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
-            s.copy_(b)
+        if self.batchnorm == "average":
+            for s, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
+                if s.is_floating_point():
+                    s.lerp_(b, 1.0 - decay)
+                else:
+                    s.copy_(b)
+
+    def needs_statistics(self) -> bool:
+        """Whether :meth:`recompute_statistics` must run before the shadow is used."""
+        return self.batchnorm == "recompute" and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                                     for m in self.shadow.modules())
+
+    @torch.no_grad()
+    def recompute_statistics(self, forwards: Iterable[Callable[[nn.Module], object]]) -> None:
+        """Recompute every BatchNorm's running statistics of the shadow as the plain average over the
+        forward passes ``forward(shadow)`` (in training mode: batch statistics), then return to eval."""
+        norms = [m for m in self.shadow.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+        self.shadow.train()
+        for forward in forwards:
+            forward(self.shadow)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        self.shadow.eval()

@@ -15,7 +15,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +36,8 @@ from spikediff.checkpoint import (
 )
 from spikediff.config import Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset, match_channels
-from spikediff.precision import precision_context, resolve_compile, resolve_precision
+from spikediff.fast_path import COMPILE_OPTIONS, Decision, FastPath, choose_training_path
+from spikediff.precision import EAGER_UNDER_AUTO
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
     Dist,
@@ -52,6 +53,7 @@ from spikediff.train.objectives import dataset_variance, make_objective
 
 RUN_CONFIG = "config.json"
 LOG_FILE = "log.jsonl"
+FAST_PATH_FILE = "fast_path.json"
 
 
 def _step_seed(seed: int, step: int, stream: int) -> int:
@@ -87,17 +89,20 @@ def lr_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
-def prepare_for_training(model: torch.nn.Module, config: Config, steps_to_run: int = 0,
-                         device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The callable the training step runs: ``model`` with gradient checkpointing switched on and/or
-    compiled, as the config asks (``compile="auto"`` decides from ``steps_to_run`` and ``device``).
-    Checkpoints and sampling always use the plain ``model``."""
+def enable_grad_checkpointing(model: torch.nn.Module, config: Config) -> None:
+    """Switch gradient checkpointing on where the config asks for it (and refuse models without it)."""
     if config.train.grad_checkpointing:
         if not hasattr(model, "grad_checkpointing"):
             raise ValueError(f"{config.model.arch} does not support gradient checkpointing")
         model.grad_checkpointing = True
-    compile_it = resolve_compile(config.train.compile, steps_to_run, device, arch=config.model.arch)
-    return torch.compile(model) if compile_it else model
+
+
+def prepare_for_training(model: torch.nn.Module, config: Config) -> torch.nn.Module:
+    """``model`` with gradient checkpointing and torch.compile exactly as the config says
+    (``compile="on"`` compiles; benchmarks use this to time a fixed path; :func:`train` chooses its
+    path by measurement instead, see :mod:`spikediff.fast_path`)."""
+    enable_grad_checkpointing(model, config)
+    return torch.compile(model, options=COMPILE_OPTIONS) if config.train.compile == "on" else model
 
 
 def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
@@ -108,6 +113,25 @@ def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimi
     if t.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     raise ValueError(f"unknown optimizer {t.optimizer!r}; expected 'adam' or 'adamw'")
+
+
+def _shape(config: Config, micro_batch: int) -> dict:
+    """What a training step's speed depends on, as the fast-path cache's key."""
+    return {"model": asdict(config.model), "prediction": config.diffusion.prediction, "batch": micro_batch,
+            "grad_checkpointing": config.train.grad_checkpointing}
+
+
+def _agree_on_fast_path(fast: Decision, model: torch.nn.Module, d: Dist, device: torch.device) -> Decision:
+    """Under torchrun every rank decides on its own; all then take the most cautious of their choices
+    (bf16 or compiled only where every rank chose it), so no rank runs a path another refused."""
+    if not d.enabled:
+        return fast
+    bf16 = all_ranks(fast.path.precision == "bf16", d, device)
+    compiled = all_ranks(fast.path.compiled, d, device)
+    path = FastPath("bf16" if bf16 else "fp32", compiled)
+    if path == fast.path:
+        return fast
+    return Decision(path, fast.model if compiled else model, [*fast.report, f"another rank chose otherwise: {path}"])
 
 
 @dataclass
@@ -202,7 +226,7 @@ def train(
         load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
-    ema = EMA(model, t.ema_decay, warmup=t.ema_warmup) if t.ema_decay else None
+    ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
     start = 0
     if resume:
         ckpt = resolve(out_dir)
@@ -216,19 +240,22 @@ def train(
     if d.main:
         (out_dir / RUN_CONFIG).write_text(config.to_json())
         _truncate_log(out_dir / LOG_FILE, start)
-    step_model = prepare_for_training(model, config, t.total_steps - start, device)
-    if d.main and progress:
-        compiled = step_model is not model
-        print(f"fast path: {resolve_precision(t.precision, device)}{', torch.compile' if compiled else ''}"
-              f"{', gradient checkpointing' if t.grad_checkpointing else ''} on {device}", flush=True)
-    if d.enabled:
-        if t.sync_bn and device.type == "cuda":
-            step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            step_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+
+    refreshed_at: list[int] = []
+
+    def refresh_ema(step: int) -> None:
+        """Give the EMA weights BatchNorm statistics of their own: recomputed on the batches of the last
+        ``ema_bn_batches`` steps (their images and draws, so a resumed run recomputes the same)."""
+        if ema is None or not ema.needs_statistics() or refreshed_at == [step]:
+            return
+        refreshed_at[:] = [step]
+        torch.manual_seed(_step_seed(t.seed, step, 5) + d.rank)
+        recent = [batch_at(s) for s in range(max(0, step - t.ema_bn_batches), step)]
+        ema.recompute_statistics(
+            (lambda net, x0=x0, draws=draws: objective.loss(net, x0, draws)) for x0, draws in recent)
 
     def checkpoint(step: int) -> None:
+        refresh_ema(step)
         if not d.main:
             return
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
@@ -238,6 +265,7 @@ def train(
 
     def sample_grid(step: int) -> None:
         """Every rank samples its share (``generate`` deals the batches out and gathers them); rank 0 saves."""
+        refresh_ema(step)
         net = ema.shadow if ema else model
         images = generate(net, config, t.sample_num, t.sample_sampler, t.sample_steps, seed=t.seed,
                           batch_size=local, device=device, precision=t.precision)
@@ -246,28 +274,56 @@ def train(
         model.train()
 
     objective = make_objective(config, model, lambda: dataset_variance(dataset, config))
-    autocast = precision_context(t.precision, device)
     mine = slice(d.rank * local, (d.rank + 1) * local)
     micro = local // t.grad_accum
+
+    def batch_at(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """This rank's images and draws (diffusion steps, noise, labels) of step ``step``."""
+        gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 3))
+        flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
+        images, labels = batches(step)
+        x0 = match_channels(batch_transform(images, config.model.image_size, config.data.random_flip, flip_gen),
+                            config.model.img_ch)
+        draws = objective.draws(x0.shape, gen)
+        if config.model.num_classes:
+            draws["y"] = labels
+        return x0[mine].to(device), {k: v[mine].to(device) for k, v in draws.items()}
+
+    def first_loss(net: torch.nn.Module) -> torch.Tensor:
+        """The first micro-batch's loss, with the first step's dropout draws, for the fast-path trials."""
+        torch.manual_seed(_step_seed(t.seed, start, 2) + d.rank)
+        return objective.loss(net, first_x0[:micro], {k: v[:micro] for k, v in first_draws.items()})
+
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
+    first_x0, first_draws = batch_at(start)
+    model.train()
+    enable_grad_checkpointing(model, config)
+    fast = choose_training_path(
+        model, first_loss, device, t.precision, t.compile, budget_s=deadline - time.monotonic(),
+        steps=(t.total_steps - start) * t.grad_accum, shape=_shape(config, micro),
+        eager_under_auto=config.model.arch in EAGER_UNDER_AUTO,
+    )
+    fast = _agree_on_fast_path(fast, model, d, device)
+    step_model = fast.model
+    if d.main:
+        (out_dir / FAST_PATH_FILE).write_text(json.dumps({"path": str(fast.path), "report": fast.report}, indent=1))
+        print(f"{fast.describe()}\n  on {device}{', gradient checkpointing' if t.grad_checkpointing else ''}",
+              flush=True)
+    if d.enabled:
+        if t.sync_bn and device.type == "cuda":
+            step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    autocast = fast.context(device)
     bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
-    model.train()
     tic = time.perf_counter()
     log = open(out_dir / LOG_FILE, "a") if d.main else None
     try:
         for step in range(start, t.total_steps):
             torch.manual_seed(_step_seed(t.seed, step, 2) + d.rank)  # dropout and any other global draw
-            gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 3))
-            flip_gen = torch.Generator().manual_seed(_step_seed(t.seed, step, 4))
-            images, labels = batches(step)
-            x0 = match_channels(batch_transform(images, config.model.image_size, config.data.random_flip, flip_gen),
-                                config.model.img_ch)
-            draws = objective.draws(x0.shape, gen)
-            if config.model.num_classes:
-                draws["y"] = labels
-            draws = {k: v[mine].to(device) for k, v in draws.items()}
-            x0 = x0[mine].to(device)
+            x0, draws = batch_at(step)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0

@@ -1,0 +1,348 @@
+"""Choosing a run's fast path by measurement, and checking it against eager fp32 before using it.
+
+A *path* is a numeric precision (fp32, or bf16 autocast with fp32 membranes) and whether the network
+is torch.compile'd. Which one is fastest, and whether it is even correct, depends on the machine:
+on one 2-core AMD EPYC (AVX512-BF16) bf16 trains 1.4x faster than fp32 and compiling adds 1.15x;
+on a 2-core Intel Xeon with the same flags bf16 is *slower* than fp32, and bf16 under torch.compile
+gives NaN gradients (its 512-bit bf16 kernels; see docs/fast_paths.md). CPU flags cannot tell these
+apart, so a run:
+
+1. times the eager candidates (fp32, bf16) on its own model and first batch;
+2. tries torch.compile only when the run's budget repays the compilation (see :func:`compile_pays`);
+3. verifies the chosen path against eager fp32 on the same batch (training: loss, gradient norm and
+   gradient direction; sampling: the network's output) and falls back to eager fp32, saying why,
+   when they disagree.
+
+Timings and compile times are cached per machine, torch version and model shape
+(``$SPIKEDIFF_CACHE/fast_paths.json``), so the measurement is paid once; the verification runs
+every time, because weights change what a fault does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spikediff.precision import COMPILE_MODES, PRECISIONS, compiler_available, precision_context
+
+# Verification tolerances (bf16 against fp32 on this project's models: loss within 0.1%, gradient
+# norm within 1%, gradient cosine > 0.99, sampling outputs within 3% relative L2; see
+# docs/fast_paths.md). The bounds leave room for spikes that flip under rounding, and none for NaN.
+LOSS_RTOL = 0.05
+GRAD_NORM_RTOL = 0.2
+GRAD_COSINE_MIN = 0.9
+OUTPUT_RTOL = 0.2
+# Compilation is tried under "auto" only where it is expected to buy >= 10% more work in the budget.
+COMPILE_MIN_GAIN = 1.1
+# What to assume before a compilation has been measured on this machine and model: the cost and
+# speed-up measured on the project's AMD machine (fmnist-snn-small, 2 cores: a training graph took
+# 3-6 min to compile and gave 1.15x over eager bf16; a sampling graph ~1 min and 2.2x).
+PRIOR = {"train": (180.0, 1.15), "sample": (60.0, 1.5)}
+TIMED_REPEATS = 3
+# Compiled dropout draws from the eager RNG, so a compiled step can be checked against an eager one
+# (and a run draws the same masks whichever path it takes).
+COMPILE_OPTIONS = {"fallback_random": True}
+
+
+@dataclass(frozen=True)
+class FastPath:
+    precision: str  # "fp32" | "bf16"
+    compiled: bool
+
+    def __str__(self) -> str:
+        return f"{self.precision} {'compiled' if self.compiled else 'eager'}"
+
+
+EAGER_FP32 = FastPath("fp32", False)
+
+
+@dataclass
+class Decision:
+    """The path a run uses, the callable to run it with, and the lines that say why."""
+
+    path: FastPath
+    model: nn.Module
+    report: list[str]
+
+    def context(self, device: torch.device | str):
+        return precision_context(self.path.precision, device)
+
+    def describe(self) -> str:
+        return f"fast path: {self.path}" + "".join(f"\n  {line}" for line in self.report)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the cache
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("SPIKEDIFF_CACHE") or Path.home() / ".cache" / "spikediff"
+    return Path(root) / "fast_paths.json"
+
+
+def machine_id(device: torch.device) -> str:
+    """CPU model and flags (or GPU name), thread count and torch version: what a timing depends on."""
+    if device.type == "cuda":
+        hw = torch.cuda.get_device_name(device)
+    else:
+        hw = platform.processor() or platform.machine()
+        with contextlib.suppress(OSError):
+            info = Path("/proc/cpuinfo").read_text()
+            fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+            hw = " ".join(fields.get(k, "").strip() for k in ("vendor_id", "model name", "flags"))
+    return f"{hw} | threads {torch.get_num_threads()} | torch {torch.__version__}"
+
+
+def cache_key(kind: str, device: torch.device, shape: dict) -> str:
+    text = json.dumps({"kind": kind, "machine": machine_id(device), "shape": shape}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def load_cached(key: str) -> dict[str, dict]:
+    try:
+        return json.loads(_cache_file().read_text()).get(key, {})
+    except (OSError, ValueError):
+        return {}
+
+
+def store_cached(key: str, entries: dict[str, dict]) -> None:
+    """Best effort: a read-only home directory only costs the next run its measurement."""
+    path = _cache_file()
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        data[key] = entries
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decisions shared by training and sampling
+
+
+def compile_pays(budget_s: float, compile_s: float, speedup: float) -> bool:
+    """Whether compiling buys at least ``COMPILE_MIN_GAIN`` times the work in ``budget_s`` seconds:
+    ``speedup * (budget - compile time) >= COMPILE_MIN_GAIN * budget`` (for an unlimited budget:
+    ``speedup >= COMPILE_MIN_GAIN``)."""
+    if math.isinf(budget_s):
+        return speedup >= COMPILE_MIN_GAIN
+    return speedup * (budget_s - compile_s) >= COMPILE_MIN_GAIN * budget_s
+
+
+def _eager_candidates(precision: str, device: torch.device) -> list[str]:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return [precision]
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return ["fp32"]
+    return ["fp32", "bf16"]
+
+
+def _median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times) * 1000
+
+
+@dataclass
+class _Plan:
+    """What the eager measurement found, before compilation is considered."""
+
+    precision: str
+    ms: dict[str, float]
+    report: list[str]
+
+
+def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, compile: str | bool,
+            budget_s: Callable[[float], float], shape: dict, run: Callable[[nn.Module, str], object],
+            check: Callable[[object, object], tuple[str | None, str]], eager_under_auto: bool = False) -> Decision:
+    """The shared algorithm of :func:`choose_training_path` and :func:`choose_sampling_path`.
+
+    ``run(net, precision)`` computes one result (a loss and gradients, or an output) and
+    ``check(reference, candidate)`` says why a candidate's result disagrees with eager fp32's (or
+    None) and the figures it compared; ``budget_s(ms)`` is the run's remaining work in seconds at ``ms`` per step.
+    """
+    if isinstance(compile, bool):  # configs written before "auto" existed held a bool
+        compile = "on" if compile else "off"
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {compile!r}; expected one of {', '.join(COMPILE_MODES)}")
+    candidates = _eager_candidates(precision, device)
+    if candidates == ["fp32"] and compile == "off":
+        return Decision(EAGER_FP32, model, ["eager fp32 as asked: nothing to measure or verify"])
+    key = cache_key(kind, device, shape)
+    cached = load_cached(key)
+    reference = run(model, "fp32")  # eager fp32: the result every other path must reproduce
+    report: list[str] = []
+
+    # 1. the eager precisions, timed (or their timings read from the cache)
+    ms: dict[str, float] = {}
+    for p in candidates:
+        name = str(FastPath(p, False))
+        if len(candidates) > 1 and name not in cached:
+            cached[name] = {"ms": _median_ms(lambda p=p: run(model, p))}
+        ms[p] = cached.get(name, {}).get("ms", math.nan)
+    chosen = min(candidates, key=lambda p: ms[p] if not math.isnan(ms[p]) else math.inf)
+    if len(candidates) > 1:
+        report.append("measured on the first batch: " + ", ".join(f"{p} eager {ms[p]:.0f} ms" for p in candidates))
+    if chosen != "fp32":
+        problem, figures = check(reference, run(model, chosen))
+        if problem:
+            report.append(f"{chosen} eager disagrees with eager fp32 ({problem}): using fp32")
+            cached.setdefault(str(FastPath(chosen, False)), {})["problem"] = problem
+            chosen = "fp32"
+        else:
+            report.append(f"{chosen} eager verified against eager fp32: {figures}")
+
+    # 2. compilation, where it is asked for or repays itself
+    path = FastPath(chosen, False)
+    net = model
+    trial = cached.get(str(FastPath(chosen, True)), {})
+    want = compile == "on"
+    if math.isnan(ms.get(chosen, math.nan)) and compile != "off":  # one precision asked for: not timed yet
+        ms[chosen] = _median_ms(lambda: run(model, chosen))
+    if compile == "auto":
+        budget = budget_s(ms[chosen])
+        if eager_under_auto:
+            report.append("torch.compile off: this model stays eager under compile=auto")
+        elif not compiler_available(device):
+            report.append("torch.compile off: no C compiler for inductor's CPU kernels")
+        elif trial.get("problem"):
+            report.append(f"torch.compile off: it disagreed with eager fp32 here before ({trial['problem']})")
+        else:
+            compile_s, speedup = trial.get("compile_s"), trial.get("speedup")
+            seen = compile_s is not None and speedup is not None
+            if not seen:
+                compile_s, speedup = PRIOR[kind]
+            want = compile_pays(budget, compile_s, speedup)
+            basis = "measured here" if seen else "assumed until measured here"
+            verdict = "compiling" if want else "torch.compile off"
+            report.append(f"{verdict}: {budget / 60:.1f} min of work, {compile_s:.0f} s to compile, "
+                          f"{speedup:.2f}x faster ({basis}); compiling needs >= {COMPILE_MIN_GAIN - 1:.0%} more work "
+                          "in the budget")
+    if want:
+        compiled = torch.compile(model, options=COMPILE_OPTIONS)
+        tic = time.perf_counter()
+        result = run(compiled, chosen)  # the first call compiles
+        compile_s = time.perf_counter() - tic
+        problem, figures = check(reference, result)
+        compiled_ms, eager_ms = _median_ms(lambda: run(compiled, chosen)), ms[chosen]
+        trial = {"compile_s": compile_s, "ms": compiled_ms, "speedup": eager_ms / compiled_ms}
+        if problem:
+            trial["problem"] = problem
+            report.append(f"{chosen} compiled disagrees with eager fp32 ({problem}): using {chosen} eager")
+        elif compiled_ms >= eager_ms and compile == "auto":
+            report.append(f"{chosen} compiled {compiled_ms:.0f} ms is no faster than eager {eager_ms:.0f} ms "
+                          f"(compiled in {compile_s:.0f} s): using eager")
+        else:
+            path, net = FastPath(chosen, True), compiled
+            report.append(f"{chosen} compiled in {compile_s:.0f} s: {compiled_ms:.0f} ms against eager "
+                          f"{eager_ms:.0f} ms, verified against eager fp32: {figures}")
+        cached[str(FastPath(chosen, True))] = trial
+    store_cached(key, cached)
+    return Decision(path, net, report)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+
+def gradient_agreement(reference: tuple[float, torch.Tensor],
+                       candidate: tuple[float, torch.Tensor]) -> tuple[str | None, str]:
+    """``(why a candidate's (loss, flattened gradient) disagrees with the reference's or None, the
+    figures compared)``."""
+    (loss_a, grad_a), (loss_b, grad_b) = reference, candidate
+    norm_a, norm_b = grad_a.norm().item(), grad_b.norm().item()
+    cosine = (grad_a @ grad_b).item() / max(norm_a * norm_b, 1e-30)
+    figures = f"loss {loss_b:.5g} vs {loss_a:.5g}, gradient norm {norm_b:.4g} vs {norm_a:.4g}, cosine {cosine:.4f}"
+    if not (math.isfinite(loss_b) and math.isfinite(norm_b)):
+        return f"loss {loss_b:.4g}, gradient norm {norm_b:.4g}: not finite", figures
+    if abs(loss_b - loss_a) > LOSS_RTOL * abs(loss_a):
+        return f"loss {loss_b:.4g} vs {loss_a:.4g}, beyond {LOSS_RTOL:.0%}", figures
+    if abs(norm_b - norm_a) > GRAD_NORM_RTOL * norm_a:
+        return f"gradient norm {norm_b:.4g} vs {norm_a:.4g}, beyond {GRAD_NORM_RTOL:.0%}", figures
+    if cosine < GRAD_COSINE_MIN:
+        return f"gradient cosine {cosine:.3f} < {GRAD_COSINE_MIN}", figures
+    return None, figures
+
+
+def gradient_problem(reference: tuple[float, torch.Tensor], candidate: tuple[float, torch.Tensor]) -> str | None:
+    """Why a candidate's (loss, flattened gradient) disagrees with the reference's, or None."""
+    return gradient_agreement(reference, candidate)[0]
+
+
+def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
+                         precision: str = "auto", compile: str | bool = "auto", budget_s: float = math.inf,
+                         steps: int = 0, shape: dict | None = None, eager_under_auto: bool = False) -> Decision:
+    """The training path for ``model``: ``loss_fn(net)`` is the first batch's loss through ``net``.
+
+    Every trial leaves the model as it found it (gradients cleared, BatchNorm statistics restored).
+    The budget is the smaller of ``budget_s`` seconds and ``steps`` steps at the measured speed.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+
+    def run(net: nn.Module, p: str) -> tuple[float, torch.Tensor]:
+        for q in params:
+            q.grad = None
+        with precision_context(p, device):
+            loss = loss_fn(net)
+        loss.backward()
+        grad = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).flatten().float() for q in params])
+        for q in params:
+            q.grad = None
+        with torch.no_grad():
+            for k, v in model.named_buffers():
+                v.copy_(buffers[k])
+        return loss.item(), grad
+
+    def remaining(ms: float) -> float:
+        return min(budget_s, steps * ms / 1000)
+
+    return _choose("train", model, torch.device(device), precision, compile, remaining, shape or {}, run,
+                   gradient_agreement, eager_under_auto)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sampling
+
+
+def output_agreement(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[str | None, str]:
+    """``(why a candidate network output disagrees with the reference's or None, the figure compared)``."""
+    candidate = candidate.float()
+    if not torch.isfinite(candidate).all():
+        return "output not finite", "output not finite"
+    error = ((candidate - reference).norm() / reference.norm().clamp_min(1e-12)).item()
+    figures = f"relative output error {error:.4f}"
+    return (f"{figures} > {OUTPUT_RTOL}" if error > OUTPUT_RTOL else None), figures
+
+
+@torch.no_grad()
+def choose_sampling_path(model: nn.Module, x: torch.Tensor, t: torch.Tensor, device: torch.device,
+                         precision: str = "auto", compile: str | bool = "auto", evaluations: int = 0,
+                         shape: dict | None = None, eager_under_auto: bool = False, **cond) -> Decision:
+    """The sampling path for ``model`` (in eval mode), verified on one evaluation ``model(x, t)``;
+    the budget is ``evaluations`` network evaluations at the measured speed."""
+
+    def run(net: nn.Module, p: str) -> torch.Tensor:
+        with precision_context(p, device):
+            return net(x, t, **cond).float()
+
+    return _choose("sample", model, torch.device(device), precision, compile, lambda ms: evaluations * ms / 1000,
+                   shape or {}, run, output_agreement, eager_under_auto)
