@@ -12,16 +12,16 @@ Configuration: issue 6's bench size, fmnist-snn-small (ch 32, ch_mult [1,2,2], 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
 import torch
+
+from spikediff.fast_path import cpu_facts
 
 AUTO = ["--precision", "auto", "--compile", "auto"]
 OURS = [
@@ -40,19 +40,6 @@ OURS = [
     ("sample", ["--fold-bn", "--compile", "on"], "compiled fp32, BN folded"),
     ("sample", ["--precision", "bf16", "--fold-bn", "--compile", "on"], "compiled bf16, BN folded"),
 ]
-
-
-def machine() -> dict:
-    """Vendor, model, the CPU flags that decide the fast paths, cores and torch version."""
-    info = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    flags = info.get("flags", "").split()
-    return {"vendor": info.get("vendor_id", platform.processor()), "model": info.get("model name", platform.machine()),
-            "flags": " ".join(f for f in flags if f.startswith(("avx512", "amx", "avx2"))),
-            "cores": os.cpu_count(), "torch": torch.__version__}
 
 
 def run(cmd: list[str]) -> dict:
@@ -82,8 +69,9 @@ def main() -> None:
         row["path"] = f"spikediff {label}" + (f" -> {row['fast_path']}" if "auto" in flags else "")
         rows.append(row)
         print(json.dumps(row), flush=True)
-    meta = {"date": str(date.today()), "machine": machine(),
-            "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
+    meta = {"date": str(date.today()), "machine": {**cpu_facts(), "cores": os.cpu_count(), "torch": torch.__version__},
+            "command": "python benchmarks/throughput.py "
+            + " ".join(sys.argv[1:]).replace(str(args.reference_repo), "PATH/TO/SDDPM")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / args.name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     ref = {r["kind"]: r["images_per_s"] for r in rows if r["path"].startswith("reference")}

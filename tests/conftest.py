@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +12,11 @@ import torch
 
 from spikediff.config import ModelConfig
 from spikediff.data import load_mnist_like, to_model_range
+
+# Caches (fast-path timings, reference statistics) go to a directory of this test session, never the
+# user's: the tests neither read timings of the user's runs nor leave theirs behind. Set at import, so
+# subprocesses started by tests inherit it.
+os.environ["SPIKEDIFF_CACHE"] = tempfile.mkdtemp(prefix="spikediff-test-cache-")
 
 TINY_SNN = ModelConfig(arch="spiking_unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, img_ch=1, spike_steps=2)
 TINY_ANN = ModelConfig(arch="ann_unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, img_ch=1)

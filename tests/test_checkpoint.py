@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -63,6 +64,18 @@ def test_corrupt_or_missing_checkpoint_is_reported(tmp_path):
         spikediff.load(tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match="config.json is missing"):
         spikediff.load(tmp_path / "nowhere")
+
+
+def test_an_edited_config_is_caught_by_its_checksum(tmp_path):
+    """T=4 weights must not be sampled silently as a T=2 model because someone edited config.json."""
+    cfg = tiny_config()
+    spikediff.save(spikediff.build(cfg), cfg, tmp_path / "ckpt")
+    config_file = tmp_path / "ckpt" / "config.json"
+    data = json.loads(config_file.read_text())
+    data["model"]["spike_steps"] += 1
+    config_file.write_text(json.dumps(data, indent=1))
+    with pytest.raises(CheckpointError, match="config.json is corrupt or truncated"):
+        spikediff.load(tmp_path / "ckpt")
 
 
 # The reference Spk_UNet's module names (AndyCao1125/SDDPM, model/SpikingUNet.py), written out here

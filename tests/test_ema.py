@@ -48,6 +48,32 @@ def test_recomputed_statistics_are_those_of_the_averaged_weights(fmnist_batch):
     assert [m.momentum for m in ema.shadow.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [0.1, 0.1]
 
 
+class PartlyFrozen(torch.nn.Module):
+    """A trained part kept in eval mode (as Spiking-Diffusion's VQ-SVAE) beside a part that trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.frozen, self.trained = bn_net(), bn_net()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.frozen.eval()
+        return self
+
+
+def test_recomputing_leaves_frozen_statistics_alone(fmnist_batch):
+    model = PartlyFrozen()
+    with torch.no_grad():
+        model.frozen[1].running_mean.fill_(3.0)
+    ema = EMA(model, 0.9)
+    ema.recompute_statistics([lambda net: net.trained(fmnist_batch[:8])])
+    assert torch.all(ema.shadow.frozen[1].running_mean == 3.0)  # frozen: kept
+    assert ema.shadow.trained[1].num_batches_tracked.item() == 1  # recomputed on the one batch
+    with pytest.raises(ValueError, match="no batches"):
+        ema.recompute_statistics([])
+    assert ema.shadow.trained[1].num_batches_tracked.item() == 1 and not ema.shadow.training
+
+
 def test_averaged_statistics_follow_the_weights_decay():
     live = bn_net()
     ema = EMA(live, 0.75, batchnorm="average")

@@ -59,8 +59,10 @@ def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2, b
     t = config.train
     if "auto" in (t.precision, t.compile):
         enable_grad_checkpointing(model, config)
+        shape = {"bench": asdict(m), "batch": batch, "prediction": config.diffusion.prediction,
+                 "grad_checkpointing": t.grad_checkpointing}
         fast = choose_training_path(model, loss_of, device, t.precision, t.compile, budget_s=budget_minutes * 60,
-                                    shape={"bench": asdict(m), "batch": batch})
+                                    shape=shape)
         step_model, autocast, chosen = fast.model, fast.context(device), {"fast_path": str(fast.path)}
     else:
         step_model, autocast, chosen = prepare_for_training(model, config), precision_context(t.precision, device), {}

@@ -1,5 +1,5 @@
 """Checkpoints are directories (DESIGN principle 4): ``config.json`` + ``model.safetensors``, and
-for training ``ema.safetensors`` and ``trainer_state.pt`` (optimizer, lr schedule, step, RNG states).
+for training ``ema.safetensors`` and ``trainer_state.pt`` (optimizer, lr schedule, step).
 
 Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves a
 half-written checkpoint behind, and ``checksums.json`` (SHA-256 of every file) is verified on load,
@@ -158,11 +158,13 @@ def prune(run_dir: str | Path, keep: int) -> None:
 
 
 def load_config(directory: str | Path) -> Config:
-    """The ``Config`` stored in a checkpoint (or run) directory."""
+    """The ``Config`` stored in a checkpoint (or run) directory, checked against its checksum like the
+    weights: a config edited after saving (say ``spike_steps``) would run the weights as another model."""
     directory = resolve(directory)
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a spikediff checkpoint: {CONFIG_FILE} is missing")
+    verify(path)
     try:
         return Config.from_json(path.read_text())
     except (json.JSONDecodeError, ValueError, TypeError) as exc:

@@ -96,8 +96,10 @@ class TrainConfig:
     ema_decay: float | None = None
     total_steps: int = 500_000
     seed: int = 0
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast, neuron membranes stay fp32) | "auto" (bf16 where native)
-    compile: str = "auto"  # torch.compile: "on" | "off" | "auto" (runs of >= 1000 steps; ~40 s to compile on a CPU)
+    # "fp32" | "bf16" (autocast, neuron membranes stay fp32) | "auto" (the faster on the first batch, verified)
+    precision: str = "fp32"
+    # torch.compile: "on" | "off" | "auto" (where the run's budget repays the compilation; docs/fast_paths.md)
+    compile: str = "auto"
     grad_checkpointing: bool = False  # recompute each block in backward: less activation memory
     grad_accum: int = 1  # micro-batches per step (per rank)
     ema_warmup: bool = False  # EMA decay min(decay, (1 + step) / (10 + step)), as in many DDPM codebases

@@ -2,7 +2,7 @@
 
 A *path* is a numeric precision (fp32, or bf16 autocast with fp32 membranes) and whether the network
 is torch.compile'd. Which one is fastest, and whether it is even correct, depends on the machine:
-on one 2-core AMD EPYC (AVX512-BF16) bf16 trains 1.4x faster than fp32 and compiling adds 1.15x;
+on one 2-core AMD EPYC (AVX512-BF16) bf16 trains 1.6x faster than fp32 and compiling adds 1.1-1.4x;
 on a 2-core Intel Xeon with the same flags bf16 is *slower* than fp32, and bf16 under torch.compile
 gives NaN gradients (its 512-bit bf16 kernels; see docs/fast_paths.md). CPU flags cannot tell these
 apart, so a run:
@@ -13,9 +13,9 @@ apart, so a run:
    gradient direction; sampling: the network's output) and falls back to eager fp32, saying why,
    when they disagree.
 
-Timings and compile times are cached per machine, torch version and model shape
-(``$SPIKEDIFF_CACHE/fast_paths.json``), so the measurement is paid once; the verification runs
-every time, because weights change what a fault does.
+Timings and compile times are cached per machine (CPU vendor, model and flags, threads), torch
+version and model shape (``$SPIKEDIFF_CACHE/fast_paths.json``), so the measurement is paid once;
+the verification runs every time, because weights change what a fault does.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from spikediff.precision import COMPILE_MODES, PRECISIONS, compiler_available, precision_context
@@ -46,9 +47,9 @@ GRAD_COSINE_MIN = 0.9
 OUTPUT_RTOL = 0.2
 # Compilation is tried under "auto" only where it is expected to buy >= 10% more work in the budget.
 COMPILE_MIN_GAIN = 1.1
-# What to assume before a compilation has been measured on this machine and model: the cost and
-# speed-up measured on the project's AMD machine (fmnist-snn-small, 2 cores: a training graph took
-# 3-6 min to compile and gave 1.15x over eager bf16; a sampling graph ~1 min and 2.2x).
+# What to assume before a compilation has been measured on this machine and model: the project's AMD
+# machine (fmnist-snn-small, 2 cores) compiled a training graph cold in ~3 min for 1.15x over eager
+# bf16, and a sampling graph in ~1 min for 1.8-2.2x (the sampling prior is kept lower on purpose).
 PRIOR = {"train": (180.0, 1.15), "sample": (60.0, 1.5)}
 TIMED_REPEATS = 3
 # Compiled dropout draws from the eager RNG, so a compiled step can be checked against an eager one
@@ -92,16 +93,24 @@ def _cache_file() -> Path:
     return Path(root) / "fast_paths.json"
 
 
+def cpu_facts() -> dict[str, str]:
+    """Vendor, model and the flags that decide the fast paths (x86: AVX-512, AMX, AVX2; ARM:
+    Features) of this machine's CPU, read from /proc/cpuinfo where it exists."""
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    flags = (info.get("flags") or info.get("Features", "")).split()
+    return {"arch": platform.machine(), "vendor": info.get("vendor_id") or info.get("CPU implementer", ""),
+            "model": info.get("model name") or info.get("CPU part", "") or platform.processor(),
+            "flags": " ".join(f for f in flags if f.startswith(("avx512", "amx", "avx2", "sve", "bf16", "asimd")))}
+
+
 def machine_id(device: torch.device) -> str:
-    """CPU model and flags (or GPU name), thread count and torch version: what a timing depends on."""
-    if device.type == "cuda":
-        hw = torch.cuda.get_device_name(device)
-    else:
-        hw = platform.processor() or platform.machine()
-        with contextlib.suppress(OSError):
-            info = Path("/proc/cpuinfo").read_text()
-            fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-            hw = " ".join(fields.get(k, "").strip() for k in ("vendor_id", "model name", "flags"))
+    """CPU vendor, model and flags (or the GPU's name), thread count and torch version: what a timing
+    depends on."""
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else json.dumps(cpu_facts(), sort_keys=True)
     return f"{hw} | threads {torch.get_num_threads()} | torch {torch.__version__}"
 
 
@@ -110,18 +119,24 @@ def cache_key(kind: str, device: torch.device, shape: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def load_cached(key: str) -> dict[str, dict]:
+def _read_cache(path: Path) -> dict:
     try:
-        return json.loads(_cache_file().read_text()).get(key, {})
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_cached(key: str) -> dict[str, dict]:
+    entries = _read_cache(_cache_file()).get(key, {})
+    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
 
 def store_cached(key: str, entries: dict[str, dict]) -> None:
     """Best effort: a read-only home directory only costs the next run its measurement."""
     path = _cache_file()
     with contextlib.suppress(OSError, ValueError):
-        data = json.loads(path.read_text()) if path.is_file() else {}
+        data = _read_cache(path)
         data[key] = entries
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -194,10 +209,10 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
     # 1. the eager precisions, timed (or their timings read from the cache)
     ms: dict[str, float] = {}
     for p in candidates:
-        name = str(FastPath(p, False))
-        if len(candidates) > 1 and name not in cached:
-            cached[name] = {"ms": _median_ms(lambda p=p: run(model, p))}
-        ms[p] = cached.get(name, {}).get("ms", math.nan)
+        entry = cached.setdefault(str(FastPath(p, False)), {})
+        if len(candidates) > 1 and "ms" not in entry:
+            entry["ms"] = _median_ms(lambda p=p: run(model, p))
+        ms[p] = entry.get("ms", math.nan)
     chosen = min(candidates, key=lambda p: ms[p] if not math.isnan(ms[p]) else math.inf)
     if len(candidates) > 1:
         report.append("measured on the first batch: " + ", ".join(f"{p} eager {ms[p]:.0f} ms" for p in candidates))
@@ -205,14 +220,13 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
         problem, figures = check(reference, run(model, chosen))
         if problem:
             report.append(f"{chosen} eager disagrees with eager fp32 ({problem}): using fp32")
-            cached.setdefault(str(FastPath(chosen, False)), {})["problem"] = problem
+            cached[str(FastPath(chosen, False))]["problem"] = problem
             chosen = "fp32"
         else:
             report.append(f"{chosen} eager verified against eager fp32: {figures}")
 
     # 2. compilation, where it is asked for or repays itself
-    path = FastPath(chosen, False)
-    net = model
+    path, net = FastPath(chosen, False), model
     trial = cached.get(str(FastPath(chosen, True)), {})
     want = compile == "on"
     if math.isnan(ms.get(chosen, math.nan)) and compile != "off":  # one precision asked for: not timed yet
@@ -224,7 +238,8 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
         elif not compiler_available(device):
             report.append("torch.compile off: no C compiler for inductor's CPU kernels")
         elif trial.get("problem"):
-            report.append(f"torch.compile off: it disagreed with eager fp32 here before ({trial['problem']})")
+            report.append(f"torch.compile off: on this machine and model it failed before ({trial['problem']}); "
+                          "--compile on tries again")
         else:
             compile_s, speedup = trial.get("compile_s"), trial.get("speedup")
             seen = compile_s is not None and speedup is not None
@@ -237,26 +252,60 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
                           f"{speedup:.2f}x faster ({basis}); compiling needs >= {COMPILE_MIN_GAIN - 1:.0%} more work "
                           "in the budget")
     if want:
-        compiled = torch.compile(model, options=COMPILE_OPTIONS)
-        tic = time.perf_counter()
-        result = run(compiled, chosen)  # the first call compiles
-        compile_s = time.perf_counter() - tic
-        problem, figures = check(reference, result)
-        compiled_ms, eager_ms = _median_ms(lambda: run(compiled, chosen)), ms[chosen]
-        trial = {"compile_s": compile_s, "ms": compiled_ms, "speedup": eager_ms / compiled_ms}
-        if problem:
-            trial["problem"] = problem
-            report.append(f"{chosen} compiled disagrees with eager fp32 ({problem}): using {chosen} eager")
-        elif compiled_ms >= eager_ms and compile == "auto":
-            report.append(f"{chosen} compiled {compiled_ms:.0f} ms is no faster than eager {eager_ms:.0f} ms "
-                          f"(compiled in {compile_s:.0f} s): using eager")
-        else:
-            path, net = FastPath(chosen, True), compiled
-            report.append(f"{chosen} compiled in {compile_s:.0f} s: {compiled_ms:.0f} ms against eager "
-                          f"{eager_ms:.0f} ms, verified against eager fp32: {figures}")
+        path, net, line, trial = _try_compiled(model, chosen, run, check, reference, ms[chosen], trial,
+                                               keep_slower=compile == "on")
+        report.append(line)
         cached[str(FastPath(chosen, True))] = trial
     store_cached(key, cached)
     return Decision(path, net, report)
+
+
+def _try_compiled(model: nn.Module, precision: str, run: Callable[[nn.Module, str], object],
+                  check: Callable[[object, object], tuple[str | None, str]], reference: object, eager_ms: float,
+                  previous: dict, keep_slower: bool) -> tuple[FastPath, nn.Module, str, dict]:
+    """Compile ``model``, time and verify it: ``(path, network, report line, cache entry)``. A failed
+    compilation or a wrong result falls back to eager at ``precision``; so does a slower compiled
+    path unless ``keep_slower`` (compilation was asked for). The compile time kept is the largest
+    seen, so a warm compile cache does not make a cold one look cheap."""
+    eager = FastPath(precision, False), model
+    compiled = torch.compile(model, options=COMPILE_OPTIONS)
+    tic = time.perf_counter()
+    try:
+        result = run(compiled, precision)  # the first call compiles
+    except Exception as exc:  # inductor's failures have many types (no Python.h, a C++ error, ...)
+        problem = f"compilation failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return *eager, f"{precision} {problem}: using eager", {**previous, "problem": problem}
+    compile_s = max(time.perf_counter() - tic, previous.get("compile_s", 0.0))
+    problem, figures = check(reference, result)
+    compiled_ms = _median_ms(lambda: run(compiled, precision))
+    entry = {"compile_s": compile_s, "ms": compiled_ms, "speedup": eager_ms / compiled_ms}
+    if problem:
+        return *eager, f"{precision} compiled disagrees with eager fp32 ({problem}): using eager", {**entry,
+                                                                                                  "problem": problem}
+    if compiled_ms >= eager_ms and not keep_slower:
+        return *eager, (f"{precision} compiled {compiled_ms:.0f} ms is no faster than eager {eager_ms:.0f} ms: "
+                        "using eager"), entry
+    return (FastPath(precision, True), compiled, f"{precision} compiled ({compile_s:.0f} s): {compiled_ms:.0f} ms "
+            f"against eager {eager_ms:.0f} ms, verified against eager fp32: {figures}", entry)
+
+
+def agree_across_ranks(decision: Decision, model: nn.Module, device: torch.device) -> Decision:
+    """Under torch.distributed every rank decides on its own; all then take the most cautious choice
+    (bf16 or compiled only where every rank chose it), so that no rank runs a path another refused
+    and all ranks compute alike. A rank whose compiled graph was verified at another precision
+    runs eager rather than an unverified recompilation."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return decision
+    votes = torch.tensor([decision.path.precision != "bf16", not decision.path.compiled], dtype=torch.float32,
+                         device=device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    agreed = FastPath("fp32" if votes[0] else "bf16", not votes[1])
+    if agreed == decision.path:
+        return decision
+    if agreed.precision != decision.path.precision:
+        agreed = FastPath(agreed.precision, False)
+    return Decision(agreed, decision.model if agreed.compiled else model,
+                    [*decision.report, f"another rank chose otherwise: every rank runs {agreed}"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,6 +320,8 @@ def gradient_agreement(reference: tuple[float, torch.Tensor],
     norm_a, norm_b = grad_a.norm().item(), grad_b.norm().item()
     cosine = (grad_a @ grad_b).item() / max(norm_a * norm_b, 1e-30)
     figures = f"loss {loss_b:.5g} vs {loss_a:.5g}, gradient norm {norm_b:.4g} vs {norm_a:.4g}, cosine {cosine:.4f}"
+    if not (math.isfinite(loss_a) and math.isfinite(norm_a)):
+        return "eager fp32 itself is not finite on this batch", figures
     if not (math.isfinite(loss_b) and math.isfinite(norm_b)):
         return f"loss {loss_b:.4g}, gradient norm {norm_b:.4g}: not finite", figures
     if abs(loss_b - loss_a) > LOSS_RTOL * abs(loss_a):
@@ -289,7 +340,8 @@ def gradient_problem(reference: tuple[float, torch.Tensor], candidate: tuple[flo
 
 def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", budget_s: float = math.inf,
-                         steps: int = 0, shape: dict | None = None, eager_under_auto: bool = False) -> Decision:
+                         steps: float = math.inf, shape: dict | None = None,
+                         eager_under_auto: bool = False) -> Decision:
     """The training path for ``model``: ``loss_fn(net)`` is the first batch's loss through ``net``.
 
     Every trial leaves the model as it found it (gradients cleared, BatchNorm statistics restored).
@@ -326,6 +378,8 @@ def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.
 def output_agreement(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[str | None, str]:
     """``(why a candidate network output disagrees with the reference's or None, the figure compared)``."""
     candidate = candidate.float()
+    if not torch.isfinite(reference).all():
+        return "eager fp32 itself is not finite", "eager fp32 output not finite"
     if not torch.isfinite(candidate).all():
         return "output not finite", "output not finite"
     error = ((candidate - reference).norm() / reference.norm().clamp_min(1e-12)).item()
@@ -336,13 +390,14 @@ def output_agreement(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[
 @torch.no_grad()
 def choose_sampling_path(model: nn.Module, x: torch.Tensor, t: torch.Tensor, device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", evaluations: int = 0,
-                         shape: dict | None = None, eager_under_auto: bool = False, **cond) -> Decision:
-    """The sampling path for ``model`` (in eval mode), verified on one evaluation ``model(x, t)``;
-    the budget is ``evaluations`` network evaluations at the measured speed."""
+                         shape: dict | None = None, eager_under_auto: bool = False, *extra: torch.Tensor) -> Decision:
+    """The sampling path for ``model`` (in eval mode), verified on one evaluation ``model(x, t, *extra)``
+    (the call the sampler makes: a class-guided batch is doubled, with its labels as ``extra``); the
+    budget is ``evaluations`` such evaluations at the measured speed."""
 
     def run(net: nn.Module, p: str) -> torch.Tensor:
         with precision_context(p, device):
-            return net(x, t, **cond).float()
+            return net(x, t, *extra).float()
 
     return _choose("sample", model, torch.device(device), precision, compile, lambda ms: evaluations * ms / 1000,
                    shape or {}, run, output_agreement, eager_under_auto)

@@ -24,7 +24,7 @@ from spikediff.diffusion import (
     sample_absorbing,
     sampling_timesteps,
 )
-from spikediff.fast_path import Decision, FastPath, choose_sampling_path
+from spikediff.fast_path import Decision, FastPath, agree_across_ranks, choose_sampling_path
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import EAGER_UNDER_AUTO
 from spikediff.snn import threshold_scale
@@ -97,16 +97,11 @@ def generate(
     noise = torch.randn(first + num, m.img_ch, m.image_size, m.image_size,
                         generator=torch.Generator().manual_seed(seed))[first:]
     if latent:
-        # the absorbing sampler's token denoiser is not measured: bf16 only where asked for
+        # the absorbing sampler's token denoiser is not measured: "auto" is fp32, bf16 only where asked for
         fast = Decision(FastPath("bf16" if precision == "bf16" else "fp32", False), model, [])
     else:
-        probe = noise[:batch_size].to(device)
-        probe_t = torch.full((len(probe),), config.diffusion.num_steps // 2, device=device, dtype=torch.long)
-        cond = {"y": labels[: len(probe)].to(device)} if labels is not None else {}
-        with threshold_scale(model, threshold):
-            fast = choose_sampling_path(model, probe, probe_t, device, precision, compile, evaluations,
-                                        shape={"model": asdict(m), "batch": len(probe), "fold_bn": fold_bn},
-                                        eager_under_auto=m.arch in EAGER_UNDER_AUTO, **cond)
+        fast = _choose_path(model, config, noise[:batch_size], labels, guidance, device, precision, compile,
+                            evaluations, threshold, fold_bn)
     if on_fast_path:
         on_fast_path(fast)
     model = fast.model
@@ -140,6 +135,27 @@ def generate(
         dist.all_gather_object(parts, mine)
         mine = {k: v for part in parts for k, v in part.items()}
     return torch.cat([mine[k] for k in sorted(mine)])
+
+
+def _choose_path(model: nn.Module, config: Config, noise: torch.Tensor, labels: torch.Tensor | None,
+                 guidance: float, device: torch.device, precision: str, compile: str | bool, evaluations: int,
+                 threshold: float, fold_bn: bool) -> Decision:
+    """The fast path of a sampling run, probed with the first batch as the sampler will call the
+    network (``ClassGuided`` doubles a guided batch and adds the null label), at the middle diffusion
+    step; every rank of a torchrun takes the same path."""
+    x = noise.to(device)
+    t = torch.full((len(x),), config.diffusion.num_steps // 2, device=device, dtype=torch.long)
+    extra: tuple[torch.Tensor, ...] = ()
+    if labels is not None:
+        y = labels[: len(x)].to(device)
+        if guidance != 1.0:
+            x, t, y = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, config.model.num_classes)])
+        extra = (y,)
+    shape = {"model": asdict(config.model), "batch": len(x), "fold_bn": fold_bn}
+    with threshold_scale(model, threshold):
+        fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations, shape,
+                                    config.model.arch in EAGER_UNDER_AUTO, *extra)
+    return agree_across_ranks(fast, model, device)
 
 
 def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.Tensor | None,

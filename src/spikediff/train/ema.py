@@ -56,16 +56,32 @@ class EMA:
 
     @torch.no_grad()
     def recompute_statistics(self, forwards: Iterable[Callable[[nn.Module], object]]) -> None:
-        """Recompute every BatchNorm's running statistics of the shadow as the plain average over the
-        forward passes ``forward(shadow)`` (in training mode: batch statistics), then return to eval."""
-        norms = [m for m in self.shadow.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches
+        """Recompute the running statistics of the shadow's BatchNorms that train (a frozen part, such
+        as Spiking-Diffusion's VQ-SVAE, keeps its own) as the plain average over the forward passes
+        ``forward(shadow)`` in training mode, then return to eval mode. A BatchNorm that no pass
+        reached keeps its previous statistics; so do all of them if a pass fails."""
         self.shadow.train()
-        for forward in forwards:
-            forward(self.shadow)
-        for m, momentum in zip(norms, momenta, strict=True):
+        norms = [m for m in self.shadow.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                 for m in norms]
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the batches
+            reached = False
+            for forward in forwards:
+                forward(self.shadow)
+                reached = True
+            if not reached:
+                raise ValueError("no batches to recompute BatchNorm statistics on")
+        except BaseException:
+            for m, (momentum, mean, var, count) in zip(norms, saved, strict=True):
+                m.momentum = momentum
+                m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(count)
+            self.shadow.eval()
+            raise
+        for m, (momentum, mean, var, count) in zip(norms, saved, strict=True):
             m.momentum = momentum
+            if m.num_batches_tracked.item() == 0:  # not on any pass's path
+                m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(count)
         self.shadow.eval()

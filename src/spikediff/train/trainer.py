@@ -36,7 +36,7 @@ from spikediff.checkpoint import (
 )
 from spikediff.config import Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset, match_channels
-from spikediff.fast_path import COMPILE_OPTIONS, Decision, FastPath, choose_training_path
+from spikediff.fast_path import COMPILE_OPTIONS, agree_across_ranks, choose_training_path
 from spikediff.precision import EAGER_UNDER_AUTO
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
@@ -121,17 +121,19 @@ def _shape(config: Config, micro_batch: int) -> dict:
             "grad_checkpointing": config.train.grad_checkpointing}
 
 
-def _agree_on_fast_path(fast: Decision, model: torch.nn.Module, d: Dist, device: torch.device) -> Decision:
-    """Under torchrun every rank decides on its own; all then take the most cautious of their choices
-    (bf16 or compiled only where every rank chose it), so no rank runs a path another refused."""
-    if not d.enabled:
-        return fast
-    bf16 = all_ranks(fast.path.precision == "bf16", d, device)
-    compiled = all_ranks(fast.path.compiled, d, device)
-    path = FastPath("bf16" if bf16 else "fp32", compiled)
-    if path == fast.path:
-        return fast
-    return Decision(path, fast.model if compiled else model, [*fast.report, f"another rank chose otherwise: {path}"])
+def _path_to_take(out_dir: Path, resume: bool, precision: str, compile_mode: str) -> tuple[str, str]:
+    """The precision and compile mode to ask for: a resumed run keeps the path its start chose (still
+    verified), so that it computes like an uninterrupted run; "auto" is only decided once per run."""
+    recorded = out_dir / FAST_PATH_FILE
+    if not resume or not recorded.is_file():
+        return precision, compile_mode
+    path = json.loads(recorded.read_text()).get("path", "")
+    chosen_precision, _, how = path.partition(" ")
+    if precision == "auto" and chosen_precision in ("fp32", "bf16"):
+        precision = chosen_precision
+    if compile_mode == "auto" and how in ("eager", "compiled"):
+        compile_mode = "on" if how == "compiled" else "off"
+    return precision, compile_mode
 
 
 @dataclass
@@ -226,6 +228,9 @@ def train(
         load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
+    if t.ema_decay and t.ema_bn_batches < 1:
+        raise ValueError(f"train.ema_bn_batches must be >= 1 (batches to recompute the EMA's BatchNorm statistics "
+                         f"on), got {t.ema_bn_batches}")
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
     start = 0
     if resume:
@@ -244,15 +249,17 @@ def train(
     refreshed_at: list[int] = []
 
     def refresh_ema(step: int) -> None:
-        """Give the EMA weights BatchNorm statistics of their own: recomputed on the batches of the last
-        ``ema_bn_batches`` steps (their images and draws, so a resumed run recomputes the same)."""
-        if ema is None or not ema.needs_statistics() or refreshed_at == [step]:
+        """Give the EMA weights BatchNorm statistics of their own: recomputed on the first micro-batch of
+        each of the last ``ema_bn_batches`` steps (their images and draws, so a resumed run recomputes
+        the same)."""
+        if ema is None or step == 0 or not ema.needs_statistics() or refreshed_at == [step]:
             return
-        refreshed_at[:] = [step]
         torch.manual_seed(_step_seed(t.seed, step, 5) + d.rank)
         recent = [batch_at(s) for s in range(max(0, step - t.ema_bn_batches), step)]
         ema.recompute_statistics(
-            (lambda net, x0=x0, draws=draws: objective.loss(net, x0, draws)) for x0, draws in recent)
+            (lambda net, x0=x0, draws=draws: objective.loss(net, x0[:micro], {k: v[:micro] for k, v in draws.items()}))
+            for x0, draws in recent)
+        refreshed_at[:] = [step]
 
     def checkpoint(step: int) -> None:
         refresh_ema(step)
@@ -298,12 +305,13 @@ def train(
     first_x0, first_draws = batch_at(start)
     model.train()
     enable_grad_checkpointing(model, config)
+    precision, compile_mode = _path_to_take(out_dir, resume, t.precision, t.compile)
     fast = choose_training_path(
-        model, first_loss, device, t.precision, t.compile, budget_s=deadline - time.monotonic(),
+        model, first_loss, device, precision, compile_mode, budget_s=deadline - time.monotonic(),
         steps=(t.total_steps - start) * t.grad_accum, shape=_shape(config, micro),
         eager_under_auto=config.model.arch in EAGER_UNDER_AUTO,
     )
-    fast = _agree_on_fast_path(fast, model, d, device)
+    fast = agree_across_ranks(fast, model, device)
     step_model = fast.model
     if d.main:
         (out_dir / FAST_PATH_FILE).write_text(json.dumps({"path": str(fast.path), "report": fast.report}, indent=1))

@@ -1,0 +1,137 @@
+"""Quality per CPU-minute: train a preset against the wall clock and score it at given minutes.
+
+    python benchmarks/learning_curve.py --preset fmnist-snn-small --label snn --minutes 10,20,30 \
+        [--set train.ema_decay=0.999 --set train.ema_warmup=true] [--weights model,ema,ema-live-bn] \
+        [--num 500] [--steps 20] [--out benchmarks/results/learning_curve]
+
+Training runs in segments up to each point (``spikediff.train`` with ``--max-minutes`` of the
+segment, resumed exactly; fast-path measurement and any compilation count, as a user pays them), so
+the minutes are wall-clock minutes of this machine. At every point each weight set is sampled with
+the same noise (DPM-Solver++, ``--steps`` evaluations, seed 0) and scored against the Fashion-MNIST
+training set with the project's classifier features (FID, KID, precision, recall; not Inception),
+plus the class histogram of the samples (the classifier's predictions) and a grid. Weight sets:
+``model`` (raw), ``ema`` (the EMA with BatchNorm statistics of its own), ``ema-live-bn`` (the EMA
+weights with the live model's BatchNorm statistics: what the EMA did before it kept its own).
+
+Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes for every
+label in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+import spikediff
+from spikediff.checkpoint import EMA_FILE, WEIGHTS_FILE, build, load_config, load_weights, resolve
+from spikediff.config import apply_overrides
+from spikediff.metrics import evaluate_images, score
+from spikediff.metrics.extractors import make_extractor
+from spikediff.sample import generate, save_grid
+from spikediff.train import train
+
+CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+
+
+def weights(ckpt: Path, which: str) -> torch.nn.Module:
+    """The network of checkpoint ``ckpt`` with weight set ``which`` (see the module docstring)."""
+    model = build(load_config(ckpt))
+    if which == "model":
+        load_weights(model, ckpt / WEIGHTS_FILE)
+        return model
+    load_weights(model, ckpt / EMA_FILE)
+    if which == "ema-live-bn":
+        live = build(load_config(ckpt))
+        load_weights(live, ckpt / WEIGHTS_FILE)
+        with torch.no_grad():
+            for (_, b), (_, live_b) in zip(model.named_buffers(), live.named_buffers(), strict=True):
+                b.copy_(live_b)
+    return model
+
+
+def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dict:
+    config = load_config(ckpt)
+    tic = time.perf_counter()
+    images = generate(weights(ckpt, which), config, num, "dpm-solver++", steps, seed=0, batch_size=100,
+                      precision="auto", fold_bn=True)
+    sample_s = time.perf_counter() - tic
+    save_grid(images[:100], grid, 10)
+    result = evaluate_images(images, config.data.dataset, "classifier")
+    _, logits = make_extractor("classifier", config.data.dataset)(images)
+    counts = torch.bincount(torch.as_tensor(logits.argmax(1)), minlength=len(CLASSES))
+    return {
+        "weights": which, **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
+        "classes": {name: round(c / num, 4) for name, c in zip(CLASSES, counts.tolist(), strict=True)},
+        "smallest_class_share": round(counts.min().item() / num, 4), "sample_seconds": round(sample_s, 1),
+    }
+
+
+def plot(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for path in sorted(out.glob("*.json")):
+        rows = json.loads(path.read_text())["points"]
+        for which in sorted({r["weights"] for r in rows}):
+            pts = [(r["minutes"], r["FID"]) for r in rows if r["weights"] == which]
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path.stem} ({which})")
+    ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
+    ax.set_ylabel("FID (fmnist-classifier features)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "fid_vs_minutes.png", dpi=120)
+    print(f"wrote {out / 'fid_vs_minutes.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset")
+    parser.add_argument("--label")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--minutes", default="10,20,30", help="cumulative training minutes of the points")
+    parser.add_argument("--weights", default="model", help="comma-separated: model, ema, ema-live-bn")
+    parser.add_argument("--num", type=int, default=500, help="samples per point and weight set")
+    parser.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve"))
+    parser.add_argument("--work", type=Path, default=Path("runs/learning_curve"))
+    parser.add_argument("--plot", action="store_true", help="only draw the plot of every label in --out")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.out)
+        return
+    config = apply_overrides(spikediff.get_preset(args.preset), [*args.set, "train.total_steps=10000000"])
+    run, points_dir = args.work / args.label, args.out / args.label
+    points_dir.mkdir(parents=True, exist_ok=True)
+    rows, done = [], 0.0
+    for minutes in (float(m) for m in args.minutes.split(",")):
+        tic = time.monotonic()
+        result = train(config, run, resume=done > 0, overwrite=done == 0, max_minutes=minutes - done, progress=False)
+        done = minutes
+        ckpt = args.work / f"{args.label}-{minutes:g}min"
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.copytree(resolve(run), ckpt)
+        for which in args.weights.split(","):
+            row = {"minutes": minutes, "step": result.step, "train_seconds_segment": round(time.monotonic() - tic, 1),
+                   **score_point(ckpt, which, args.num, args.steps, points_dir / f"{minutes:g}min-{which}.png")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    meta = {"date": str(date.today()), "command": "python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]),
+            "preset": args.preset, "overrides": args.set, "sampler": f"dpm-solver++ {args.steps} steps, seed 0",
+            "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
+            "fast_path": json.loads((run / "fast_path.json").read_text())}
+    (args.out / f"{args.label}.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=1))
+    plot(args.out)
+
+
+if __name__ == "__main__":
+    main()
