@@ -116,12 +116,12 @@ def main() -> None:
     for minutes in (float(m) for m in args.minutes.split(",")):
         tic = time.monotonic()
         result = train(config, run, resume=done > 0, overwrite=done == 0, max_minutes=minutes - done, progress=False)
-        done = minutes
+        segment_s, done = round(time.monotonic() - tic, 1), minutes
         ckpt = args.work / f"{args.label}-{minutes:g}min"
         shutil.rmtree(ckpt, ignore_errors=True)
         shutil.copytree(resolve(run), ckpt)
         for which in args.weights.split(","):
-            row = {"minutes": minutes, "step": result.step, "train_seconds_segment": round(time.monotonic() - tic, 1),
+            row = {"minutes": minutes, "step": result.step, "train_seconds_segment": segment_s,
                    **score_point(ckpt, which, args.num, args.steps, points_dir / f"{minutes:g}min-{which}.png")}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -92,6 +92,36 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path, monkeypatch, argv, expect
     assert err.startswith("spikediff: error:") and expected in err and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    "argv,option",
+    [
+        (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/a", "--max-minutes", "0"], "--max-minutes"),
+        (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/a", "--max-minutes", "-1"], "--max-minutes"),
+        (["sample", "{tmp}/run", "--out", "{tmp}/s", "--steps", "0"], "--steps"),
+        (["sample", "{tmp}/run", "--out", "{tmp}/s", "--num", "-4"], "--num"),
+        (["sample", "{tmp}/run", "--out", "{tmp}/s", "--num", "0"], "--num"),
+        (["sample", "{tmp}/run", "--out", "{tmp}/s", "--batch-size", "0"], "--batch-size"),
+        (["evaluate", "{tmp}/x.npz", "--dataset", "fmnist", "--num", "0"], "--num"),
+        (["energy", "--preset", "fmnist-snn-small", "--steps", "abc"], "--steps"),
+    ],
+)
+def test_counts_and_durations_must_be_positive(capsys, tmp_path, argv, option):
+    """0 is never a hidden default ("50 steps", "unlimited", "all images"): it is refused by name."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and f"argument {option}" in err and "expected" in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("setting", ["train.batch_size=0", "train.total_steps=0", "train.lr=0", "train.ema_decay=1"])
+def test_config_values_out_of_range_are_one_line(capsys, tmp_path, setting):
+    code, err = error_of(capsys, ["train", "--preset", "fmnist-snn-small", "--out", str(tmp_path / "r"),
+                                  "--set", setting])
+    assert code != 0 and err.startswith("spikediff: error:") and setting.split("=")[0] in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_corrupt_checkpoint_and_existing_outputs_are_refused(capsys, trained_run, tmp_path):
     broken = tmp_path / "broken"
     spikediff.save(spikediff.load(trained_run), spikediff.load_config(trained_run), broken)

@@ -17,6 +17,28 @@ from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.train.distributed import default_device, init_distributed, shutdown
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a count, a step number or a batch size; 0 is never a hidden default."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a duration; 0 or less would mean "unlimited" or "one step", so it is refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
+    return value
+
+
 def _model_summary(model: torch.nn.Module) -> str:
     lines = []
     for name, child in model.named_children():
@@ -139,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from spikediff.metrics import load_images
 
     images = load_images(args.samples)
-    if args.num:
+    if args.num is not None:
         if args.num > len(images):
             raise ValueError(f"--num {args.num} but {args.samples} holds only {len(images)} images")
         images = images[: args.num]
@@ -339,7 +361,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++", "analytic-dpm", "absorbing"],
                    help="default: ddim (absorbing for Spiking-Diffusion models)")
-    p.add_argument("--steps", type=int, help="number of network evaluations (default 50; the token count for "
+    p.add_argument("--steps", type=positive_int, help="number of network evaluations (default 50; the token count for "
                    "absorbing diffusion)")
     p.add_argument("--temperature", type=float, default=1.0, help="absorbing diffusion: softmax temperature")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
@@ -348,7 +370,7 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=1.0,
                    help="threshold guidance: scale every neuron's threshold at sampling (0.997 = SDDPM's best)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bf16: autocast (membranes stay fp32); "
                    "auto (default): the faster of fp32 and bf16, measured on the first batch and verified")
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
@@ -387,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--init-from", metavar="CKPT_DIR", help="start from these weights (e.g. a plain SNN for TSM)")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint) after this much wall time")
     p.add_argument("--data-dir", help="where the dataset lives (else $SPIKEDIFF_DATA and the usual places)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
@@ -396,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("checkpoint", help="checkpoint or run directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--num", "--num-samples", dest="num", type=int, default=64,
+    p.add_argument("--num", "--num-samples", dest="num", type=positive_int, default=64,
                    help="number of images (write --num-samples under torchrun: its options start with --num)")
     _add_sampler_args(p)
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
@@ -415,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tg-sweep", help="threshold guidance: sample and score each threshold, one seed set")
     p.add_argument("checkpoint", help="checkpoint or run directory")
     p.add_argument("--thresholds", default="0.995:1.005:0.001", help="start:stop:step (inclusive) or a,b,c")
-    p.add_argument("--num", type=int, default=1000)
+    p.add_argument("--num", type=positive_int, default=1000)
     p.add_argument("--out", help="JSON file (default: tg_sweep.json beside the checkpoint)")
     p.add_argument("--device")
     _add_sampler_args(p)
@@ -424,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="FID, KID, IS and precision/recall of generated images")
     p.add_argument("samples", help="a samples.npz (NHWC uint8) or a directory of PNGs / holding samples.npz")
-    p.add_argument("--num", type=int, help="score only the first N images")
+    p.add_argument("--num", type=positive_int, help="score only the first N images")
     p.add_argument("--out", help="JSON file (default: metrics-<features>.json beside the samples)")
     p.add_argument("--no-progress", action="store_true")
     _add_metric_args(p, dataset_required=True)
@@ -433,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-classifier", help="(re)train the dataset classifier used for classifier FID")
     p.add_argument("--dataset", default="fmnist", choices=["fmnist", "mnist"])
     p.add_argument("--out", help="weights file (default: the one shipped in the package)")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=positive_int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
     p.add_argument("--no-progress", action="store_true")
@@ -445,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="images whose noisy versions drive the network (default: the config's)")
     p.add_argument("--t", help="diffusion steps at which firing rates are measured (default 0,250,500,999; "
                    "for Spiking-Diffusion, masking steps 1..N spread over N)")
-    p.add_argument("--num-images", type=int, default=32)
-    p.add_argument("--steps", type=int, help="sampler steps, for the energy per generated image (default: the "
+    p.add_argument("--num-images", type=positive_int, default=32)
+    p.add_argument("--steps", type=positive_int, help="sampler steps, for the energy per generated image (default: the "
                    "model's diffusion steps, 1000 or the token count)")
     p.add_argument("--energy-model", default="45nm-fp32", choices=["45nm-fp32", "45nm-fp16", "45nm-int8"])
     p.add_argument("--no-ann", action="store_true", help="skip the ANN twin comparison")
@@ -457,17 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="images/s, ms per step and peak memory of training or sampling")
     p.add_argument("what", choices=["train", "sample"])
     p.add_argument("--preset", required=True)
-    p.add_argument("--batch", type=int, help="default: the preset's batch size")
+    p.add_argument("--batch", type=positive_int, help="default: the preset's batch size")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="auto: as train/sample would choose")
     p.add_argument("--compile", choices=COMPILE_MODES, default="off", help="auto: as train/sample would choose")
-    p.add_argument("--budget-minutes", type=float, default=30.0,
+    p.add_argument("--budget-minutes", type=positive_float, default=30.0,
                    help="the training run that --compile auto decides for (default: the quick start's 30)")
-    p.add_argument("--evaluations", type=int, default=100,
+    p.add_argument("--evaluations", type=positive_int, default=100,
                    help="the sampling run that --compile auto decides for (default: the quick start's 100)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
@@ -475,12 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ann2snn", help="convert a quantised ANN (e.g. --preset fmnist-qann-small) to an SNN (SDM)")
     p.add_argument("qann_dir", help="checkpoint or run directory of a qann_unet model")
     p.add_argument("out_dir", help="where the SNN checkpoint goes (sample, evaluate and energy take it)")
-    p.add_argument("--spike-steps", type=int, help="T (default 2^bits - 1)")
+    p.add_argument("--spike-steps", type=positive_int, help="T (default 2^bits - 1)")
     p.add_argument("--finetune", action="store_true", help="block-wise fine-tuning against the ANN (MSE)")
-    p.add_argument("--finetune-steps", type=int, default=100, help="steps per residual block")
+    p.add_argument("--finetune-steps", type=positive_int, default=100, help="steps per residual block")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-images", type=int, default=5000, help="training images used for fine-tuning")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--num-images", type=positive_int, default=5000, help="training images used for fine-tuning")
     p.add_argument("--ema", action="store_true", help="convert the EMA weights")
     p.add_argument("--data-dir")
     p.add_argument("--device")
@@ -494,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = conv.add_parser("sddpm", help="a reference SDDPM (AndyCao1125/SDDPM) .pt file")
     s.add_argument("input", help="torch file holding {'net_model': state_dict}")
     s.add_argument("out_dir")
-    s.add_argument("--spike-steps", type=int, default=4, help="T the model was trained with (not in the file)")
-    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--spike-steps", type=positive_int, default=4, help="T the model was trained with (not in the file)")
+    s.add_argument("--image-size", type=positive_int, default=32)
     s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
     s.add_argument("--key", default="net_model", help="entry of the file to import (e.g. ema_model)")
     s.add_argument("--overwrite", action="store_true")
@@ -503,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = conv.add_parser("sdm", help="a reference SDM TSM (AndyCao1125/SDM) .pt file; T is read off it")
     s.add_argument("input", help="torch file holding {'net_model': state_dict} with tsmconv/tsmp names")
     s.add_argument("out_dir")
-    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--image-size", type=positive_int, default=32)
     s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
     s.add_argument("--key", default="net_model")
     s.add_argument("--overwrite", action="store_true")

@@ -119,6 +119,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.compile, bool):  # configs saved before "auto" existed held a bool
             object.__setattr__(self, "compile", "on" if self.compile else "off")
+        at_least = {"batch_size": 1, "total_steps": 1, "grad_accum": 1, "keep_checkpoints": 1, "log_every": 1,
+                    "save_every": 1, "sample_every": 0, "sample_num": 1, "sample_steps": 1, "ema_bn_batches": 1,
+                    "warmup_steps": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"train.{name} must be a whole number >= {low}, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
 
 
 @dataclass(frozen=True)

@@ -228,9 +228,6 @@ def train(
         load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
-    if t.ema_decay and t.ema_bn_batches < 1:
-        raise ValueError(f"train.ema_bn_batches must be >= 1 (batches to recompute the EMA's BatchNorm statistics "
-                         f"on), got {t.ema_bn_batches}")
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
     start = 0
     if resume:
