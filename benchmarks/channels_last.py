@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 import spikediff
 from spikediff.data import load_mnist_like, to_model_range
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
+from spikediff.fast_path import median_ms
 from spikediff.precision import precision_context
 
 
@@ -33,13 +32,7 @@ def step_ms(model: torch.nn.Module, x0: torch.Tensor, precision: str, repeats: i
             loss = diffusion_loss(model, schedule, x0, generator=torch.Generator().manual_seed(3))
         loss.backward()
 
-    step()
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times) * 1000
+    return median_ms(step, repeats, warmup=1)
 
 
 def main() -> None:

@@ -8,8 +8,6 @@ configuration per process to compare them) and ``max_memory_allocated`` on CUDA.
 from __future__ import annotations
 
 import resource
-import statistics
-import time
 from dataclasses import asdict
 
 import torch
@@ -17,7 +15,7 @@ import torch
 from spikediff.checkpoint import build
 from spikediff.config import Config
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
-from spikediff.fast_path import choose_sampling_path, choose_training_path
+from spikediff.fast_path import choose_sampling_path, choose_training_path, median_ms
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import precision_context
 from spikediff.train.distributed import default_device
@@ -28,17 +26,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _timed(fn, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return times
 
 
 def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2, budget_minutes: float = 30.0) -> dict:
@@ -74,8 +61,7 @@ def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2, b
         loss.backward()
         opt.step()
 
-    times = _timed(step, repeats, warmup)
-    return {**_summary("train", config, batch, times, device), **chosen}
+    return {**_summary("train", config, batch, median_ms(step, repeats, warmup), device), **chosen}
 
 
 @torch.inference_mode()
@@ -98,14 +84,12 @@ def bench_sample(config: Config, batch: int, repeats: int = 5, warmup: int = 2, 
         with fast.context(device):
             fast.model(x, t)
 
-    times = _timed(evaluate, repeats, warmup)
-    result = _summary("sample", config, batch, times, device)
+    result = _summary("sample", config, batch, median_ms(evaluate, repeats, warmup), device)
     result.update(precision=precision, fold_bn=fold_bn, compile=compile, fast_path=str(fast.path))
     return result
 
 
-def _summary(kind: str, config: Config, batch: int, times: list[float], device: torch.device) -> dict:
-    ms = statistics.median(times) * 1000
+def _summary(kind: str, config: Config, batch: int, ms: float, device: torch.device) -> dict:
     return {
         "kind": kind, "preset": config.name, "batch": batch, "device": str(device), "threads": torch.get_num_threads(),
         "precision": config.train.precision, "compile": config.train.compile,

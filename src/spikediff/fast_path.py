@@ -167,22 +167,16 @@ def _eager_candidates(precision: str, device: torch.device) -> list[str]:
     return ["fp32", "bf16"]
 
 
-def _median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS) -> float:
+def median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS, warmup: int = 0) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, in milliseconds."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         tic = time.perf_counter()
         fn()
         times.append(time.perf_counter() - tic)
     return statistics.median(times) * 1000
-
-
-@dataclass
-class _Plan:
-    """What the eager measurement found, before compilation is considered."""
-
-    precision: str
-    ms: dict[str, float]
-    report: list[str]
 
 
 def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, compile: str | bool,
@@ -211,7 +205,7 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
     for p in candidates:
         entry = cached.setdefault(str(FastPath(p, False)), {})
         if len(candidates) > 1 and "ms" not in entry:
-            entry["ms"] = _median_ms(lambda p=p: run(model, p))
+            entry["ms"] = median_ms(lambda p=p: run(model, p))
         ms[p] = entry.get("ms", math.nan)
     chosen = min(candidates, key=lambda p: ms[p] if not math.isnan(ms[p]) else math.inf)
     if len(candidates) > 1:
@@ -230,7 +224,7 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
     trial = cached.get(str(FastPath(chosen, True)), {})
     want = compile == "on"
     if math.isnan(ms.get(chosen, math.nan)) and compile != "off":  # one precision asked for: not timed yet
-        ms[chosen] = _median_ms(lambda: run(model, chosen))
+        ms[chosen] = median_ms(lambda: run(model, chosen))
     if compile == "auto":
         budget = budget_s(ms[chosen])
         if eager_under_auto:
@@ -277,7 +271,7 @@ def _try_compiled(model: nn.Module, precision: str, run: Callable[[nn.Module, st
         return *eager, f"{precision} {problem}: using eager", {**previous, "problem": problem}
     compile_s = max(time.perf_counter() - tic, previous.get("compile_s", 0.0))
     problem, figures = check(reference, result)
-    compiled_ms = _median_ms(lambda: run(compiled, precision))
+    compiled_ms = median_ms(lambda: run(compiled, precision))
     entry = {"compile_s": compile_s, "ms": compiled_ms, "speedup": eager_ms / compiled_ms}
     if problem:
         return *eager, f"{precision} compiled disagrees with eager fp32 ({problem}): using eager", {**entry,
