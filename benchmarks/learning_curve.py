@@ -80,12 +80,15 @@ def plot(out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    threads = set()
     for path in sorted(out.glob("*.json")):
-        rows = json.loads(path.read_text())["points"]
+        data = json.loads(path.read_text())
+        rows = data["points"]
+        threads.add(data["meta"].get("threads", "?"))
         for which in sorted({r["weights"] for r in rows}):
             pts = [(r["minutes"], r["FID"]) for r in rows if r["weights"] == which]
             ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path.stem} ({which})")
-    ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
+    ax.set_xlabel(f"training wall-clock minutes (threads per run: {', '.join(map(str, sorted(threads, key=str)))})")
     ax.set_ylabel("FID (fmnist-classifier features)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -128,6 +131,7 @@ def main() -> None:
     meta = {"date": str(date.today()), "command": "python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]),
             "preset": args.preset, "overrides": args.set, "sampler": f"dpm-solver++ {args.steps} steps, seed 0",
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
+            "threads": torch.get_num_threads(),
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     (args.out / f"{args.label}.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=1))
     plot(args.out)

@@ -160,14 +160,18 @@ def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from spikediff.metrics import load_images
 
-    images = load_images(args.samples)
+    notes: list[str] = []
+    images = load_images(args.samples, notes)
+    for note in notes:
+        print(note, file=sys.stderr)
     if args.num is not None:
         if args.num > len(images):
             raise ValueError(f"--num {args.num} but {args.samples} holds only {len(images)} images")
         images = images[: args.num]
     src = Path(args.samples)
     default = (src if src.is_dir() else src.parent) / f"metrics-{args.features}.json"
-    _evaluate_and_report(images, args, Path(args.out) if args.out else default, {"samples": str(src)})
+    _evaluate_and_report(images, args, Path(args.out) if args.out else default,
+                         {"samples": str(src), **({"conversion": notes} if notes else {})})
 
 
 def cmd_energy(args: argparse.Namespace) -> None:
@@ -533,8 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = (KeyError, ValueError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError,
-               FloatingPointError)
+# Expected failures: bad values, missing or unreadable files, I/O (permissions, a file where a directory
+# should be, a full disk), a corrupt checkpoint, a diverged run. Each ends as one line and exit status 1.
+USER_ERRORS = (KeyError, ValueError, OSError, checkpoint.CheckpointError, FloatingPointError)
 
 
 def main(argv: list[str] | None = None) -> int:

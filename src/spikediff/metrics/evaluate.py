@@ -14,28 +14,63 @@ from spikediff.metrics.reference import reference_stats
 from spikediff.metrics.scores import frechet_distance, gaussian_stats, inception_score, kid, precision_recall
 
 
-def load_images(path: str | Path) -> torch.Tensor:
-    """uint8 ``[N, C, H, W]`` from a ``.npz`` (key ``images`` or ``arr_0``, NHWC) or a folder of PNGs."""
+def to_uint8_images(arr: np.ndarray, source: str | Path) -> tuple[np.ndarray, str | None]:
+    """``arr`` (N x H x W [x C]) as uint8 NHWC, and a note saying any conversion made: float images in
+    [0, 1] or [-1, 1] are scaled to 0..255 explicitly (a plain cast would score them as black); anything
+    else that is not uint8, or not 3-D / 4-D, is an error naming ``source``."""
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"{source}: expected images N x H x W or N x H x W x C (C = 1 or 3), got shape "
+                         f"{tuple(arr.shape)}")
+    if len(arr) < 2:
+        raise ValueError(f"{source}: holds {len(arr)} image(s); scoring needs at least 2")
+    if arr.dtype == np.uint8:
+        return arr, None
+    if np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all():
+        low, high = float(arr.min()), float(arr.max())
+        if low >= 0.0 and high <= 1.0:
+            return np.rint(arr * 255).astype(np.uint8), f"{source}: float images in [0, 1], scaled to 0..255"
+        if low >= -1.0 and high <= 1.0:
+            return np.rint((arr + 1) * 127.5).astype(np.uint8), f"{source}: float images in [-1, 1], scaled to 0..255"
+        raise ValueError(f"{source}: float images span [{low:.3g}, {high:.3g}]; expected uint8, or floats in "
+                         "[0, 1] or [-1, 1]")
+    raise ValueError(f"{source}: images of dtype {arr.dtype}; expected uint8, or floats in [0, 1] or [-1, 1]")
+
+
+def load_images(path: str | Path, notes: list[str] | None = None) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` from a ``.npz`` (key ``images`` or ``arr_0``, NHWC) or a folder of PNGs;
+    conversions made (see :func:`to_uint8_images`) are appended to ``notes``."""
     path = Path(path)
     if path.is_dir() and (path / "samples.npz").is_file():
         path = path / "samples.npz"
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            key = "images" if "images" in data.files else "arr_0"
-            if key not in data.files:
-                raise ValueError(f"{path} has no 'images' or 'arr_0' array")
-            arr = data[key]
-        if arr.ndim == 3:
-            arr = arr[..., None]
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).to(torch.uint8)
-    if path.is_dir():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                key = "images" if "images" in data.files else "arr_0"
+                if key not in data.files:
+                    raise ValueError(f"{path} has no 'images' or 'arr_0' array")
+                arr = data[key]
+        except (OSError, ValueError) as exc:
+            if "has no 'images'" in str(exc):
+                raise
+            raise ValueError(f"{path} is not a readable .npz of images ({type(exc).__name__})") from exc
+    elif path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png" and p.name != "grid.png")
         if not files:
             raise FileNotFoundError(f"{path} holds no samples.npz and no PNG images")
         arrays = [np.asarray(Image.open(f)) for f in files]
-        arr = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
-        return torch.from_numpy(arr.transpose(0, 3, 1, 2).copy())
-    raise FileNotFoundError(f"{path}: expected a .npz file or a directory of samples")
+        arrays = [a[..., None] if a.ndim == 2 else a for a in arrays]
+        sizes = {a.shape for a in arrays}
+        if len(sizes) > 1:
+            raise ValueError(f"{path}: PNGs of different sizes {sorted(sizes)}; expected one size")
+        arr = np.stack(arrays)
+    else:
+        raise FileNotFoundError(f"{path}: expected a .npz file or a directory of samples")
+    arr, note = to_uint8_images(arr, path)
+    if note and notes is not None:
+        notes.append(note)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
 
 
 def score(row: dict, name: str) -> float:
@@ -55,6 +90,8 @@ def evaluate_images(
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images [N, C, H, W], got {tuple(images.shape)} {images.dtype}")
+    if len(images) < 2:
+        raise ValueError(f"scoring needs at least 2 images, got {len(images)}")
     extractor = make_extractor(features, dataset, inception_weights)
     image_size = images.shape[-1]
     ref = reference_stats(extractor, dataset, split, image_size, data_dir, progress)

@@ -33,6 +33,8 @@ class Dist:
 def init_distributed(device: torch.device | None) -> tuple[Dist, torch.device]:
     """Join the process group torchrun describes in the environment (``WORLD_SIZE`` > 1), picking the
     local GPU on CUDA and gloo on the CPU; a plain launch is a world of one."""
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(), device or default_device()

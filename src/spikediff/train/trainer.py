@@ -149,7 +149,8 @@ def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool, d: Dist) -> No
     """Refuse to clobber a run: an existing non-empty ``out_dir`` needs ``resume`` or ``overwrite``."""
     if resume:
         if not run_checkpoints(out_dir):
-            raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINTS}/ from an earlier run")
+            raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINTS}/ from an earlier run (a run "
+                                    "stopped before its first checkpoint starts again with --overwrite)")
         return
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
