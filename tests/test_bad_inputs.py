@@ -105,3 +105,12 @@ def test_training_setup_failures_are_one_clear_line(capsys, tmp_path, case, expe
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("spikediff: error:") and expected in err and "\n" not in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_truncated_gzip_dataset_file_is_named(capsys, small_fmnist_dir, tmp_path):
+    images = small_fmnist_dir / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:200])
+    code = main(["train", "--preset", "fmnist-snn-small", "--out", str(tmp_path / "run"), "--data-dir",
+                 str(small_fmnist_dir), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "train-images-idx3-ubyte.gz is truncated" in err and "\n" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     """The array stored in an IDX file (``.gz`` is decompressed on the fly)."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a cut-off or damaged download
+        raise ValueError(f"{path} is truncated or not gzip data ({type(exc).__name__}: {exc}); "
+                         "download it again") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
         raise ValueError(f"{path} is not an IDX file")
     ndim = data[3]
