@@ -20,8 +20,10 @@ import spikediff
 from spikediff.checkpoint import run_checkpoints
 from spikediff.cli import main
 
+# fp32 eager, fixed: runs compared loss for loss must not depend on which path "auto" times faster
 TINY = ["--set", "model.ch_mult=1,2", "--set", "model.spike_steps=2", "--set", "train.batch_size=8",
-        "--set", "train.sample_every=0", "--set", "train.log_every=1", "--no-progress"]
+        "--set", "train.sample_every=0", "--set", "train.log_every=1", "--set", "train.precision=fp32",
+        "--set", "train.compile=off", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -128,9 +130,9 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(objectives, "diffusion_loss", poisoned)
     run = tmp_path / "run"
-    # eager fp32: no fast-path trials before step 0, so the third call of the loss is step 2's
-    code = main(["train", "--preset", "fmnist-snn-small", "--out", str(run), *TINY, "--set", "train.precision=fp32",
-                 "--set", "train.compile=off", "--set", "train.total_steps=5", "--set", "train.save_every=2"])
+    # eager fp32 (TINY): no fast-path trials before step 0, so the third call of the loss is step 2's
+    code = main(["train", "--preset", "fmnist-snn-small", "--out", str(run), *TINY,
+                 "--set", "train.total_steps=5", "--set", "train.save_every=2"])
     err = capsys.readouterr().err
     assert code == 1 and "loss is nan" in err and "at step 2" in err and "step_0000002" in err
     assert [d.name for d in run_checkpoints(run)] == ["step_0000002"]
@@ -183,8 +185,10 @@ def test_two_ranks_of_the_snn_stay_in_sync_and_track_one_process(tmp_path):
 
 
 def test_sampling_sharded_over_two_ranks_equals_one_process(straight_run, tmp_path):
+    # one precision for both: under "auto" each launch times its own paths (two ranks on two cores
+    # time differently from one process), and bf16 images differ from fp32 ones
     common = ["sample", str(straight_run), "--num-samples", "6", "--batch-size", "2", "--steps", "3",
-              "--sampler", "ddpm", "--no-png", "--no-progress"]
+              "--sampler", "ddpm", "--no-png", "--no-progress", "--precision", "fp32", "--compile", "off"]
     run_ok(torchrun(2, *common, "--overwrite", "--out", str(tmp_path / "ddp")))  # --overwrite: a retry starts clean
     run_ok(cli(*common, "--out", str(tmp_path / "single")))
     ddp = np.load(tmp_path / "ddp" / "samples.npz")["images"]
