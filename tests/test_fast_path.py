@@ -277,7 +277,7 @@ def test_default_path_of_the_small_presets_gives_gradients_close_to_eager_fp32(f
     for step in range(3):
         reference = fast_path_result(model, loss_fn, "fp32")
         candidate = fast_path_result(compiled, loss_fn, "bf16")
-        assert fast_path.gradient_problem(reference, candidate) is None, step
+        assert fast_path.gradient_agreement(reference, candidate)[0] is None, step
         for p, g in zip(params, candidate[1].split([p.numel() for p in params]), strict=True):
             p.grad = g.view_as(p)
         optimizer.step()
@@ -288,7 +288,8 @@ def test_default_path_of_the_small_presets_gives_gradients_close_to_eager_fp32(f
 def test_a_resumed_run_keeps_the_path_its_start_chose(tmp_path):
     from spikediff.train.trainer import FAST_PATH_FILE, _path_to_take
 
-    (tmp_path / FAST_PATH_FILE).write_text(json.dumps({"path": "bf16 compiled", "report": []}))
+    (tmp_path / FAST_PATH_FILE).write_text(json.dumps({"path": "bf16 compiled", "precision": "bf16", "compiled": True,
+                                                       "report": []}))
     assert _path_to_take(tmp_path, True, "auto", "auto") == ("bf16", "on")
     assert _path_to_take(tmp_path, True, "fp32", "off") == ("fp32", "off")  # an explicit choice still wins
     assert _path_to_take(tmp_path, False, "auto", "auto") == ("auto", "auto")  # a new run decides anew

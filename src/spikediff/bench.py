@@ -8,7 +8,6 @@ configuration per process to compare them) and ``max_memory_allocated`` on CUDA.
 from __future__ import annotations
 
 import resource
-from dataclasses import asdict
 
 import torch
 
@@ -18,8 +17,9 @@ from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.fast_path import choose_sampling_path, choose_training_path, median_ms
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import precision_context
+from spikediff.sample import sampling_shape
 from spikediff.train.distributed import default_device
-from spikediff.train.trainer import enable_grad_checkpointing, make_optimizer, prepare_for_training
+from spikediff.train.trainer import enable_grad_checkpointing, make_optimizer, prepare_for_training, training_shape
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -46,8 +46,7 @@ def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2, b
     t = config.train
     if "auto" in (t.precision, t.compile):
         enable_grad_checkpointing(model, config)
-        shape = {"bench": asdict(m), "batch": batch, "prediction": config.diffusion.prediction,
-                 "grad_checkpointing": t.grad_checkpointing}
+        shape = {**training_shape(config, batch), "source": "bench"}  # cached apart from real runs' timings
         fast = choose_training_path(model, loss_of, device, t.precision, t.compile, budget_s=budget_minutes * 60,
                                     shape=shape)
         step_model, autocast, chosen = fast.model, fast.context(device), {"fast_path": str(fast.path)}
@@ -78,7 +77,7 @@ def bench_sample(config: Config, batch: int, repeats: int = 5, warmup: int = 2, 
     x = torch.randn(batch, m.img_ch, m.image_size, m.image_size, device=device)
     t = torch.full((batch,), 500, device=device, dtype=torch.long)
     fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations,
-                                shape={"bench": asdict(m), "batch": batch, "fold_bn": fold_bn})
+                                shape={**sampling_shape(config, batch, fold_bn), "source": "bench"})
 
     def evaluate() -> None:
         with fast.context(device):

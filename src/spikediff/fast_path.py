@@ -327,11 +327,6 @@ def gradient_agreement(reference: tuple[float, torch.Tensor],
     return None, figures
 
 
-def gradient_problem(reference: tuple[float, torch.Tensor], candidate: tuple[float, torch.Tensor]) -> str | None:
-    """Why a candidate's (loss, flattened gradient) disagrees with the reference's, or None."""
-    return gradient_agreement(reference, candidate)[0]
-
-
 def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", budget_s: float = math.inf,
                          steps: float = math.inf, shape: dict | None = None,

@@ -151,11 +151,16 @@ def _choose_path(model: nn.Module, config: Config, noise: torch.Tensor, labels: 
         if guidance != 1.0:
             x, t, y = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, config.model.num_classes)])
         extra = (y,)
-    shape = {"model": asdict(config.model), "batch": len(x), "fold_bn": fold_bn}
+    shape = sampling_shape(config, len(x), fold_bn)
     with threshold_scale(model, threshold):
         fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations, shape,
                                     config.model.arch in EAGER_UNDER_AUTO, *extra)
     return agree_across_ranks(fast, model, device)
+
+
+def sampling_shape(config: Config, batch: int, fold_bn: bool) -> dict:
+    """What a sampling evaluation's speed depends on, as the fast-path cache's key."""
+    return {"model": asdict(config.model), "batch": batch, "fold_bn": fold_bn}
 
 
 def class_labels(config: Config, num: int, classes: int | Sequence[int] | torch.Tensor | None,

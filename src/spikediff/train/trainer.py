@@ -115,7 +115,7 @@ def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {t.optimizer!r}; expected 'adam' or 'adamw'")
 
 
-def _shape(config: Config, micro_batch: int) -> dict:
+def training_shape(config: Config, micro_batch: int) -> dict:
     """What a training step's speed depends on, as the fast-path cache's key."""
     return {"model": asdict(config.model), "prediction": config.diffusion.prediction, "batch": micro_batch,
             "grad_checkpointing": config.train.grad_checkpointing}
@@ -127,12 +127,11 @@ def _path_to_take(out_dir: Path, resume: bool, precision: str, compile_mode: str
     recorded = out_dir / FAST_PATH_FILE
     if not resume or not recorded.is_file():
         return precision, compile_mode
-    path = json.loads(recorded.read_text()).get("path", "")
-    chosen_precision, _, how = path.partition(" ")
-    if precision == "auto" and chosen_precision in ("fp32", "bf16"):
-        precision = chosen_precision
-    if compile_mode == "auto" and how in ("eager", "compiled"):
-        compile_mode = "on" if how == "compiled" else "off"
+    chosen = json.loads(recorded.read_text())
+    if precision == "auto" and chosen.get("precision") in ("fp32", "bf16"):
+        precision = chosen["precision"]
+    if compile_mode == "auto" and isinstance(chosen.get("compiled"), bool):
+        compile_mode = "on" if chosen["compiled"] else "off"
     return precision, compile_mode
 
 
@@ -306,13 +305,14 @@ def train(
     precision, compile_mode = _path_to_take(out_dir, resume, t.precision, t.compile)
     fast = choose_training_path(
         model, first_loss, device, precision, compile_mode, budget_s=deadline - time.monotonic(),
-        steps=(t.total_steps - start) * t.grad_accum, shape=_shape(config, micro),
+        steps=(t.total_steps - start) * t.grad_accum, shape=training_shape(config, micro),
         eager_under_auto=config.model.arch in EAGER_UNDER_AUTO,
     )
     fast = agree_across_ranks(fast, model, device)
     step_model = fast.model
     if d.main:
-        (out_dir / FAST_PATH_FILE).write_text(json.dumps({"path": str(fast.path), "report": fast.report}, indent=1))
+        record = {"path": str(fast.path), **asdict(fast.path), "report": fast.report}
+        (out_dir / FAST_PATH_FILE).write_text(json.dumps(record, indent=1))
         print(f"{fast.describe()}\n  on {device}{', gradient checkpointing' if t.grad_checkpointing else ''}",
               flush=True)
     if d.enabled:
