@@ -13,6 +13,12 @@ plus the class histogram of the samples (the classifier's predictions) and a gri
 ``model`` (raw), ``ema`` (the EMA with BatchNorm statistics of its own), ``ema-live-bn`` (the EMA
 weights with the live model's BatchNorm statistics: what the EMA did before it kept its own).
 
+``--at-steps`` puts the points at step counts instead (each segment trains to that step): the
+comparison of two recipes then does not depend on what else the machine was running, and the
+minutes column is what the segments took here. Every point also gets the held-out loss: the
+epsilon error of the network on 512 Fashion-MNIST test images at 512 evenly spread diffusion steps
+with fixed noise (eval mode), a low-variance measure to read beside the sampled scores.
+
 Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes for every
 label in ``--out``.
 """
@@ -31,7 +37,10 @@ import torch
 
 import spikediff
 from spikediff.checkpoint import EMA_FILE, WEIGHTS_FILE, build, load_config, load_weights, resolve
-from spikediff.config import apply_overrides
+from spikediff.config import Config, apply_overrides
+from spikediff.data import batch_transform, load_dataset, match_channels
+from spikediff.diffusion import NoiseSchedule, q_sample, to_x0_eps
+from spikediff.diffusion.schedule import gather
 from spikediff.metrics import evaluate_images, score
 from spikediff.metrics.extractors import make_extractor
 from spikediff.sample import generate, save_grid
@@ -56,8 +65,28 @@ def weights(ckpt: Path, which: str) -> torch.nn.Module:
     return model
 
 
+@torch.no_grad()
+def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> float:
+    """Mean squared epsilon error on the first ``count`` test images (see the module docstring)."""
+    images = torch.stack([load_dataset(config.data, config.model.image_size, "test")[i] for i in range(count)])
+    x0 = match_channels(batch_transform(images, config.model.image_size, False), config.model.img_ch)
+    schedule = NoiseSchedule.from_config(config.diffusion)
+    t = torch.linspace(0, schedule.num_steps - 1, count).long()
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    x_t = q_sample(schedule, x0, t, noise)
+    model.eval()
+    errors = []
+    for part in torch.arange(count).split(128):
+        out = model(x_t[part], t[part])[:, : x0.shape[1]]
+        _, eps = to_x0_eps(config.diffusion.prediction, out.float(), x_t[part], gather(schedule.alphas_cumprod,
+                                                                                         t[part], x0[part]))
+        errors.append((eps - noise[part]).square().mean().item())
+    return sum(errors) / len(errors)
+
+
 def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dict:
     config = load_config(ckpt)
+    loss = heldout_loss(weights(ckpt, which), config)
     tic = time.perf_counter()
     images = generate(weights(ckpt, which), config, num, "dpm-solver++", steps, seed=0, batch_size=100,
                       precision="auto", fold_bn=True)
@@ -67,7 +96,8 @@ def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dic
     _, logits = make_extractor("classifier", config.data.dataset)(images)
     counts = torch.bincount(torch.as_tensor(logits.argmax(1)), minlength=len(CLASSES))
     return {
-        "weights": which, **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
+        "weights": which, "heldout_loss": round(loss, 5),
+        **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
         "classes": {name: round(c / num, 4) for name, c in zip(CLASSES, counts.tolist(), strict=True)},
         "smallest_class_share": round(counts.min().item() / num, 4), "sample_seconds": round(sample_s, 1),
     }
@@ -102,6 +132,7 @@ def main() -> None:
     parser.add_argument("--label")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--minutes", default="10,20,30", help="cumulative training minutes of the points")
+    parser.add_argument("--at-steps", help="points at these cumulative step counts instead of minutes")
     parser.add_argument("--weights", default="model", help="comma-separated: model, ema, ema-live-bn")
     parser.add_argument("--num", type=int, default=500, help="samples per point and weight set")
     parser.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
@@ -112,20 +143,27 @@ def main() -> None:
     if args.plot:
         plot(args.out)
         return
-    config = apply_overrides(spikediff.get_preset(args.preset), [*args.set, "train.total_steps=10000000"])
+    config = apply_overrides(spikediff.get_preset(args.preset), args.set)
+    at_steps = [int(s) for s in args.at_steps.split(",")] if args.at_steps else None
+    if at_steps and len(at_steps) > 1 and config.train.lr_decay != "none":
+        parser.error("a decaying learning rate ends at total_steps: give one --at-steps point per run")
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)
-    rows, done = [], 0.0
-    for minutes in (float(m) for m in args.minutes.split(",")):
+    rows, minutes = [], 0.0
+    for i, point in enumerate(at_steps or [float(m) for m in args.minutes.split(",")]):
         tic = time.monotonic()
-        result = train(config, run, resume=done > 0, overwrite=done == 0, max_minutes=minutes - done, progress=False)
-        segment_s, done = round(time.monotonic() - tic, 1), minutes
-        ckpt = args.work / f"{args.label}-{minutes:g}min"
+        steps = {"train.total_steps": point if at_steps else 10_000_000}
+        result = train(apply_overrides(config, [f"{k}={v}" for k, v in steps.items()]), run, resume=i > 0,
+                       overwrite=i == 0, max_minutes=None if at_steps else point - minutes, progress=False)
+        segment_s = round(time.monotonic() - tic, 1)
+        minutes = minutes + segment_s / 60 if at_steps else point
+        name = f"step{point}" if at_steps else f"{point:g}min"
+        ckpt = args.work / f"{args.label}-{name}"
         shutil.rmtree(ckpt, ignore_errors=True)
         shutil.copytree(resolve(run), ckpt)
         for which in args.weights.split(","):
-            row = {"minutes": minutes, "step": result.step, "train_seconds_segment": segment_s,
-                   **score_point(ckpt, which, args.num, args.steps, points_dir / f"{minutes:g}min-{which}.png")}
+            row = {"minutes": round(minutes, 2), "step": result.step, "train_seconds_segment": segment_s,
+                   **score_point(ckpt, which, args.num, args.steps, points_dir / f"{name}-{which}.png")}
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {"date": str(date.today()), "command": "python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]),

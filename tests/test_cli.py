@@ -79,7 +79,7 @@ def error_of(capsys, argv) -> tuple[int, str]:
         (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/b", "--set", "train.lrr=1"], "unknown key 'lrr'"),
         (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/c", "--set", "train.lr=fast"], "expected a value"),
         (["train", "--preset", "fmnist-snn-small", "--out", "{tmp}/d", "--set", "data.dataset=cifar10",
-          "--data-dir", "{tmp}/empty"], "cifar10 (train) not found"),
+          "--data-dir", "{tmp}/missing"], "--data-dir {tmp}/missing is not a directory"),
         (["sample", "{tmp}/missing", "--out", "{tmp}/e"], "config.json is missing"),
         (["train", "--out", "{tmp}/f", "--resume"], "cannot resume"),
     ],
@@ -89,7 +89,7 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path, monkeypatch, argv, expect
     monkeypatch.delenv("SPIKEDIFF_DATA", raising=False)
     code, err = error_of(capsys, [a.format(tmp=tmp_path) for a in argv])
     assert code != 0
-    assert err.startswith("spikediff: error:") and expected in err and "\n" not in err
+    assert err.startswith("spikediff: error:") and expected.format(tmp=tmp_path) in err and "\n" not in err
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def save(
     directory, atomically."""
     directory = Path(directory)
     if directory.exists() and not overwrite:
-        raise FileExistsError(f"{directory} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{directory} already exists; pass --overwrite (overwrite=True) to replace it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     tmp.chmod(0o755)
@@ -84,6 +84,10 @@ def save(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, directory)
+    except (SafetensorError, RuntimeError) as exc:  # how safetensors and torch.save report a failed write
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(f"could not write the checkpoint {directory} ({exc}); check the free space and permissions "
+                      f"of {directory.parent}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -186,17 +190,29 @@ def load_weights(
         state = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} is corrupt or truncated ({exc}); restore it or retrain") from exc
-    try:
-        result = model.load_state_dict(state, strict=not missing_ok)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match the model's config: {exc}") from exc
-    if missing_ok:
-        missing = [k for k in result.missing_keys if not k.endswith(missing_ok)]
-        if missing or result.unexpected_keys:
-            unexpected = result.unexpected_keys[:5]
-            raise CheckpointError(f"{path} does not match the model's config: missing {missing[:5]}, "
-                                  f"unexpected {unexpected}")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not (missing_ok and k.endswith(missing_ok))]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
+                if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or reshaped:
+        parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:2])})"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+                 if keys]
+        raise CheckpointError(f"{path} holds {_weights_owner(path)}, which does not fit the model it is loaded into: "
+                              f"{'; '.join(parts)} tensors")
+    model.load_state_dict(state, strict=False)
     return model
+
+
+def _weights_owner(path: Path) -> str:
+    """What a weights file's own ``config.json`` says it is, for a mismatch message."""
+    try:
+        m = json.loads((path.parent / CONFIG_FILE).read_text())["model"]
+        return (f"the weights of a {m['arch']} (ch {m['ch']}, ch_mult {m['ch_mult']}, T {m.get('spike_steps')}, "
+                f"image {m['image_size']}) per its {CONFIG_FILE}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "weights without a readable config beside them"
 
 
 def load(directory: str | Path, map_location: str | torch.device = "cpu", use_ema: bool = False) -> nn.Module:

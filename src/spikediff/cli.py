@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from dataclasses import replace
@@ -37,6 +38,44 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
     return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: a torch device this machine has (``cpu``, ``cuda``, ``cuda:1`` ...)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA GPU on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return text
+
+
+def step_list(text: str) -> list[int]:
+    """argparse type: comma-separated diffusion steps, e.g. ``0,250,500,999``."""
+    try:
+        steps = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if any(step < 0 for step in steps):
+        raise argparse.ArgumentTypeError(f"diffusion steps are >= 0, got {text!r}")
+    return steps
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints the usage first), exit status 2,
+    and whose every (sub)command takes ``--debug``: show the traceback of an error instead of one line."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on an error, show the full traceback instead of one line")
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("spikediff").strip()
+        self.exit(2, f"spikediff: error: {command + ': ' if command else ''}{message} (see `{self.prog} --help`)\n")
 
 
 def _model_summary(model: torch.nn.Module) -> str:
@@ -200,14 +239,15 @@ def cmd_energy(args: argparse.Namespace) -> None:
     args.steps = args.steps or config.diffusion.num_steps
     if config.model.arch == "spiking_diffusion":
         n = config.diffusion.num_steps
-        ts = [int(t) for t in (args.t or f"1,{n // 4},{n // 2},{3 * n // 4},{n}").split(",")]
+        ts = _steps_within(args.t or [1, n // 4, n // 2, 3 * n // 4, n], 1, n)
         report, decoder = measure_spiking_diffusion_energy(model, x0, ts, energy_model, name=label)
         result = {"report": report.to_dict(), "decoder": decoder.to_dict(), "sampling_steps": args.steps,
                   "energy_per_image_mj": report.per_image_mj(args.steps) + decoder.energy_mj,
                   "inputs": f"the tokens of {len(x0)} {data_cfg.dataset} test images, masked as at t in {ts}"}
         print(f"{decoder.model}: {decoder.energy_mj:.4f} mJ per image")
     else:
-        ts = [int(t) for t in (args.t or "0,250,500,999").split(",")]
+        n = config.diffusion.num_steps
+        ts = _steps_within(args.t or [0, n // 4, n // 2, n - 1], 0, n - 1)
         report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label,
                                 dense=config.model.arch in ANN_ARCHS)
         result = {"report": report.to_dict(), "sampling_steps": args.steps,
@@ -230,6 +270,12 @@ def cmd_energy(args: argparse.Namespace) -> None:
     plot_energy_by_layer(report, out / "energy_by_layer.png")
     plot_firing_rates(report, out / "firing_rates.png")
     print(f"wrote {out / 'energy.json'}, energy_by_layer.png, firing_rates.png")
+
+
+def _steps_within(steps: list[int], low: int, high: int) -> list[int]:
+    if bad := [t for t in steps if not low <= t <= high]:
+        raise ValueError(f"--t {','.join(map(str, bad))}: this model's diffusion steps run from {low} to {high}")
+    return steps
 
 
 def _sampler_options(args: argparse.Namespace, model: torch.nn.Module, config: Config) -> dict:
@@ -395,7 +441,7 @@ def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spikediff", description="Spiking neural network diffusion models.")
+    parser = OneLineParser(prog="spikediff", description="Spiking neural network diffusion models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the named configurations")
@@ -414,8 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--init-from", metavar="CKPT_DIR", help="start from these weights (e.g. a plain SNN for TSM)")
     p.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint) after this much wall time")
-    p.add_argument("--data-dir", help="where the dataset lives (else $SPIKEDIFF_DATA and the usual places)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--data-dir", help="the folder holding the dataset, the only place looked in "
+                   "(default: $SPIKEDIFF_DATA, then the usual places)")
+    p.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -430,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class-conditional models: sample this class (default: class i mod num_classes for image i)")
     p.add_argument("--cfg", type=float, default=1.0,
                    help="classifier-free guidance scale (1 = conditional only; > 1 doubles the evaluations)")
-    p.add_argument("--device")
+    p.add_argument("--device", type=device_name)
     p.add_argument("--no-png", action="store_true", help="write only samples.npz and grid.png")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -443,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", default="0.995:1.005:0.001", help="start:stop:step (inclusive) or a,b,c")
     p.add_argument("--num", type=positive_int, default=1000)
     p.add_argument("--out", help="JSON file (default: tg_sweep.json beside the checkpoint)")
-    p.add_argument("--device")
+    p.add_argument("--device", type=device_name)
     _add_sampler_args(p)
     _add_metric_args(p, dataset_required=False)
     p.set_defaults(func=cmd_tg_sweep)
@@ -469,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="checkpoint or run directory")
     p.add_argument("--preset", help="measure an untrained preset instead of a checkpoint")
     p.add_argument("--dataset", help="images whose noisy versions drive the network (default: the config's)")
-    p.add_argument("--t", help="diffusion steps at which firing rates are measured (default 0,250,500,999; "
-                   "for Spiking-Diffusion, masking steps 1..N spread over N)")
+    p.add_argument("--t", type=step_list, help="diffusion steps at which firing rates are measured (default "
+                   "0,250,500,999; for Spiking-Diffusion, masking steps 1..N spread over N)")
     p.add_argument("--num-images", type=positive_int, default=32)
     p.add_argument("--steps", type=positive_int, help="sampler steps, for the energy per generated image (default: the "
                    "model's diffusion steps, 1000 or the token count)")
@@ -509,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=positive_int, default=5000, help="training images used for fine-tuning")
     p.add_argument("--ema", action="store_true", help="convert the EMA weights")
     p.add_argument("--data-dir")
-    p.add_argument("--device")
+    p.add_argument("--device", type=device_name)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -542,6 +589,19 @@ def build_parser() -> argparse.ArgumentParser:
 USER_ERRORS = (KeyError, ValueError, OSError, checkpoint.CheckpointError, FloatingPointError)
 
 
+def one_line(exc: BaseException) -> str:
+    """An expected failure as one line: the path and a fix for the usual I/O errors, else the message."""
+    if isinstance(exc, OSError) and exc.filename and not isinstance(exc, FileNotFoundError | FileExistsError):
+        fixes = {errno.EACCES: "permission denied: pick a folder you can write, or change its permissions",
+                 errno.EROFS: "read-only file system: pick a folder on a writable disk",
+                 errno.ENOSPC: "no space left on the device: free some, or pick a folder on another disk",
+                 errno.ENOTDIR: "a file stands where a folder is needed: pick another path"}
+        if exc.errno in fixes:
+            return f"{exc.filename}: {fixes[exc.errno]}"
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "info" and not (args.target or args.preset):
@@ -550,8 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"spikediff: error: {message}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        print(f"spikediff: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("spikediff: interrupted", file=sys.stderr)

@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+LR_DECAYS = ("none", "cosine")
+
 
 @dataclass(frozen=True)
 class NeuronConfig:
@@ -71,8 +73,13 @@ class DiffusionConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     prediction: str = "eps"  # "eps" | "v" | "x0"
+    min_snr_gamma: float | None = None  # Min-SNR-gamma loss weighting (e.g. 5); None = DDPM's uniform weights
     # spiking_diffusion's absorbing-state diffusion over latent tokens ("num_steps" = the token count):
     absorbing_loss: str = "reweighted_elbo"  # "reweighted_elbo" (weight 1 - t/N, the reference's) | "elbo" (1/t)
+
+    def __post_init__(self) -> None:
+        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
+            raise ValueError(f"diffusion.min_snr_gamma must be > 0 or null, got {self.min_snr_gamma!r}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class TrainConfig:
     optimizer: str = "adam"  # "adam" | "adamw"
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_decay: str = "none"  # "none" | "cosine": after warmup, cosine from lr to 0 at total_steps
     grad_clip: float = 1.0
     ema_decay: float | None = None
     total_steps: int = 500_000
@@ -128,6 +136,8 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be a whole number >= {low}, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"train.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
 

@@ -8,7 +8,9 @@ not stored in the weights and must be given.
 
 from __future__ import annotations
 
+import pickle
 import re
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,14 +77,54 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict:
     }
 
 
+# Keys every reference Spiking U-Net has once renamed; their absence means another kind of file.
+REQUIRED_KEYS = ("time_embedding.table", "stem.conv_in.weight")
+
+
 def read_reference_state(path: str | Path, key: str = "net_model") -> dict[str, torch.Tensor]:
-    """The state dict inside a reference checkpoint file (or the file itself if it is one)."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    """The state dict inside a reference checkpoint file (or the file itself if it is one).
+
+    Read with ``weights_only``: a file holding pickled Python objects beyond tensors and plain
+    containers is refused (unpickling it could run code), and said so in one line.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # no class or function to refuse: the bytes are no checkpoint
+            raise ValueError(f"{path} is not a torch checkpoint file (it does not unpickle)") from exc
+        raise ValueError(f"{path} holds Python objects besides tensors; refused, since loading it could run code "
+                         "(save the state dict alone with torch.save({'net_model': model.state_dict()}, ...))") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path} is not a torch checkpoint file ({reason})") from exc
     if isinstance(obj, dict) and key in obj:
         obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} holds no '{key}' state dict of tensors")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        entries = f"; its entries: {sorted(map(str, obj))[:8]} (pick one with --key)" if isinstance(obj, dict) else ""
+        raise ValueError(f"{path} holds no '{key}' state dict of tensors{entries}")
     return obj
+
+
+def require_unet_keys(state: dict[str, torch.Tensor], path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """``state`` (renamed) if it is a reference Spiking U-Net's; another network's weights are refused."""
+    if missing := [k for k in REQUIRED_KEYS if k not in state]:
+        raise ValueError(f"{path} ('{key}') is not a reference Spiking U-Net: it lacks {missing} "
+                         f"(its first keys: {list(state)[:4]})")
+    return state
+
+
+def load_imported(config: Config, state: dict[str, torch.Tensor], path: str | Path) -> torch.nn.Module:
+    """The model of ``config`` with ``state`` loaded; a mismatch names the first differing keys."""
+    model = build(config)
+    try:
+        result = model.load_state_dict(state, strict=False)
+        problems = f"missing {result.missing_keys[:4]}, unexpected {result.unexpected_keys[:4]}"
+    except RuntimeError as exc:  # a shape differs
+        result, problems = None, str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+    if result is None or result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{path} does not fit a Spiking U-Net of the layout read off it: {problems} "
+                         "(is --preset right?)")
+    return model
 
 
 def import_sddpm(
@@ -95,7 +137,7 @@ def import_sddpm(
     overwrite: bool = False,
 ) -> Path:
     """Convert a reference SDDPM checkpoint into a spikediff checkpoint directory."""
-    state = rename_reference_keys(read_reference_state(path, key))
+    state = require_unet_keys(rename_reference_keys(read_reference_state(path, key)), path, key)
     base = get_preset(base_preset)
     num_steps = int(state["time_embedding.table"].shape[0])
     model_cfg = replace(base.model, spike_steps=spike_steps, image_size=image_size, **infer_architecture(state))
@@ -105,6 +147,4 @@ def import_sddpm(
         model=model_cfg,
         diffusion=replace(base.diffusion, num_steps=num_steps),
     )
-    model = build(config)
-    model.load_state_dict(state)
-    return save(model, config, out_dir, overwrite=overwrite)
+    return save(load_imported(config, state, path), config, out_dir, overwrite=overwrite)

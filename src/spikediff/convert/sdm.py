@@ -12,8 +12,14 @@ from pathlib import Path
 
 import torch
 
-from spikediff.checkpoint import build, save
-from spikediff.convert.sddpm import infer_architecture, read_reference_state, rename_reference_keys
+from spikediff.checkpoint import save
+from spikediff.convert.sddpm import (
+    infer_architecture,
+    load_imported,
+    read_reference_state,
+    rename_reference_keys,
+    require_unet_keys,
+)
 from spikediff.presets import get_preset
 
 
@@ -33,7 +39,7 @@ def import_sdm(
     key: str = "net_model", overwrite: bool = False,
 ) -> Path:
     """Convert a reference SDM TSM checkpoint into a spikediff checkpoint directory (``tsm=True``)."""
-    state = rename_reference_keys(unwrap_tsm_keys(read_reference_state(path, key)))
+    state = require_unet_keys(rename_reference_keys(unwrap_tsm_keys(read_reference_state(path, key))), path, key)
     scales = [v for k, v in state.items() if k.endswith("tsm_p")]
     if not scales:
         raise ValueError(f"{path} has no TSM scales ('tsmp'); import it with `spikediff convert sddpm`")
@@ -42,6 +48,4 @@ def import_sdm(
                         **infer_architecture(state))
     config = replace(base, name=f"imported-sdm:{Path(path).name}", model=model_cfg,
                      diffusion=replace(base.diffusion, num_steps=int(state["time_embedding.table"].shape[0])))
-    model = build(config)
-    model.load_state_dict(state)
-    return save(model, config, out_dir, overwrite=overwrite)
+    return save(load_imported(config, state, path), config, out_dir, overwrite=overwrite)

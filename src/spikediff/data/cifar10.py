@@ -14,9 +14,9 @@ _TEST = ["test_batch"]
 
 
 def candidate_dirs(data_dir: str | Path | None = None) -> list[Path]:
-    """``--data-dir``, ``$SPIKEDIFF_DATA`` (each as the folder itself or its ``cifar-10-batches-py``),
-    then torchvision's cache."""
-    roots = [*user_roots(data_dir), torchvision_cache()]
+    """``--data-dir`` only, when given; else ``$SPIKEDIFF_DATA`` and torchvision's cache (each as the
+    folder itself or its ``cifar-10-batches-py``)."""
+    roots = user_roots(data_dir) + ([] if data_dir else [torchvision_cache()])
     return [d for root in roots for d in (root, root / "cifar-10-batches-py")]
 
 

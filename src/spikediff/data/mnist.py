@@ -20,15 +20,16 @@ _FILES = {"train": "train-{}-idx{}-ubyte", "test": "t10k-{}-idx{}-ubyte"}
 def candidate_dirs(dataset: str, data_dir: str | Path | None = None) -> list[Path]:
     """Where the IDX files of ``dataset`` are looked for, in order.
 
-    ``data_dir`` (``--data-dir``), ``$SPIKEDIFF_DATA``, Debian's ``/usr/share/datasets/<name>``,
-    then torchvision's layout (``<root>/<Name>/raw``) under the first two and ``~/.cache/torchvision``.
+    ``data_dir`` (``--data-dir``) only, when given; else ``$SPIKEDIFF_DATA``, Debian's
+    ``/usr/share/datasets/<name>`` and ``~/.cache/torchvision``. Each named folder is tried as itself,
+    its ``<name>`` subfolder and torchvision's layout (``<Name>/raw``).
     """
     debian_name, tv_name = DATASET_DIRS[dataset]
     dirs = []
     for root in user_roots(data_dir):
         dirs += [root, root / debian_name, root / tv_name / "raw"]
-    dirs.append(Path("/usr/share/datasets") / debian_name)
-    dirs.append(torchvision_cache() / tv_name / "raw")
+    if not data_dir:
+        dirs += [Path("/usr/share/datasets") / debian_name, torchvision_cache() / tv_name / "raw"]
     return dirs
 
 

@@ -11,8 +11,18 @@ class MissingDatasetError(FileNotFoundError):
 
 
 def user_roots(data_dir: str | Path | None = None) -> list[Path]:
-    """The folders a user names: ``--data-dir`` first, then ``$SPIKEDIFF_DATA``."""
-    return [Path(p) for p in (data_dir, os.environ.get("SPIKEDIFF_DATA")) if p]
+    """The folder a user names: ``--data-dir`` alone when given, else ``$SPIKEDIFF_DATA`` (if set).
+
+    A named folder is the only place looked in: a folder without the dataset is an error naming it,
+    never a silent fallback to another copy (which would train or score on data the user did not pick).
+    """
+    if data_dir:
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise MissingDatasetError(f"--data-dir {root} is not a directory")
+        return [root]
+    env = os.environ.get("SPIKEDIFF_DATA")
+    return [Path(env)] if env else []
 
 
 def torchvision_cache() -> Path:

@@ -42,6 +42,21 @@ def to_x0_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, abar: to
     raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
 
 
+def snr_weight(prediction: str, abar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al., 2023): the x0-error weight ``min(snr, gamma)`` expressed
+    for the target the network predicts (eps: divided by snr; v: by snr + 1). Low-noise steps, whose
+    easy, high-SNR errors otherwise pull the shared weights their way, stop dominating the gradient."""
+    snr = abar / (1 - abar)
+    clipped = snr.clamp(max=gamma)
+    if prediction == "eps":
+        return clipped / snr
+    if prediction == "v":
+        return clipped / (snr + 1)
+    if prediction == "x0":
+        return clipped
+    raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
 def diffusion_loss(
     model: ModelFn,
     schedule: NoiseSchedule,
@@ -51,12 +66,14 @@ def diffusion_loss(
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     learned_variance: bool = False,
+    min_snr_gamma: float | None = None,
 ) -> torch.Tensor:
     """DDPM's simple loss: MSE between the network output and its target at a uniform random t.
 
     ``t`` and ``noise`` may be given (a distributed step draws them for the global batch and hands
     each rank its share, so that N ranks reproduce one process exactly). ``learned_variance``: the
-    network also outputs its variance and the loss is IDDPM's hybrid (see ``learned_variance.py``)."""
+    network also outputs its variance and the loss is IDDPM's hybrid (see ``learned_variance.py``).
+    ``min_snr_gamma``: weight each image's error by ``snr_weight`` (Min-SNR-gamma) instead of uniformly."""
     if t is None:
         t = torch.randint(0, schedule.num_steps, (x0.shape[0],), device=x0.device, generator=generator)
     if noise is None:
@@ -65,7 +82,10 @@ def diffusion_loss(
     abar = gather(schedule.alphas_cumprod, t, x0)
     target = training_target(prediction, x0, noise, abar)
     if not learned_variance:
-        return torch.nn.functional.mse_loss(model(x_t, t), target)
+        if min_snr_gamma is None:
+            return torch.nn.functional.mse_loss(model(x_t, t), target)
+        error = (model(x_t, t).float() - target).square().flatten(1).mean(1)
+        return (snr_weight(prediction, abar.flatten(), min_snr_gamma) * error).mean()
     out, v = split_output(model(x_t, t), x0.shape[1])
     if v is None:
         raise ValueError("learned_variance needs a network with 2x the image channels (model.learn_sigma)")

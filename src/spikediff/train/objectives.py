@@ -51,7 +51,7 @@ def gaussian_objective(config: Config) -> Objective:
             y = torch.where(d["drop"], num_classes, d["y"])
             model = partial(step_model, y=y)
         return diffusion_loss(model, schedule, x0, config.diffusion.prediction, t=d["t"], noise=d["noise"],
-                              learned_variance=config.model.learn_sigma)
+                              learned_variance=config.model.learn_sigma, min_snr_gamma=config.diffusion.min_snr_gamma)
 
     return Objective(draws, loss)
 

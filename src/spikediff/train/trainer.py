@@ -84,9 +84,16 @@ class BatchStream:
         return torch.stack([self.dataset[int(i)] for i in idx]), labels
 
 
-def lr_factor(step: int, warmup_steps: int) -> float:
-    """Linear warmup from ~0 to 1 over ``warmup_steps`` (the reference defines this but never applies it)."""
-    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+def lr_factor(step: int, warmup_steps: int, decay: str = "none", total_steps: int = 0) -> float:
+    """Linear warmup from ~0 to 1 over ``warmup_steps`` (the reference defines this but never applies it),
+    then 1 or (``decay`` "cosine") a half cosine down to 0 at ``total_steps``: a short run that ends on a
+    small learning rate lands in a lower-loss point than one stopped at its peak rate."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay == "cosine" and total_steps > warmup_steps:
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def enable_grad_checkpointing(model: torch.nn.Module, config: Config) -> None:
@@ -227,7 +234,8 @@ def train(
         # a plain Spiking U-Net starts a TSM model: its per-step scales keep their initial 1.0
         load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.lr_decay, t.total_steps))
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
     start = 0
     if resume:
