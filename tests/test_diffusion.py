@@ -16,6 +16,7 @@ from spikediff.diffusion import (
     sample_ddpm,
     sample_dpm_solver_pp,
     sampling_timesteps,
+    snr_weight,
     to_x0_eps,
     training_target,
 )
@@ -206,3 +207,36 @@ def test_dpm_solver_pp_converges_faster_than_ddim():
     err_dpm = abs(sample_dpm_solver_pp(oracle, sch, noise, 50, clip_denoised=False).std().item() - STD)
     err_ddim = abs(sample_ddim(oracle, sch, noise, 50, clip_denoised=False).std().item() - STD)
     assert err_dpm < 0.5 * err_ddim
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_min_snr_weights_are_the_x0_weight_min_snr_gamma_in_each_target(prediction):
+    """Every target's weighted error equals min(snr, gamma) times the x0 error: the same weighting
+    whatever the network predicts (Hang et al., 2023)."""
+    schedule = NoiseSchedule.linear(1000)
+    t = torch.tensor([0, 50, 300, 999])
+    abar = schedule.alphas_cumprod[t]
+    x0, noise, err = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4) * 0.1
+    target = training_target(prediction, x0, noise, abar.view(-1, 1, 1, 1))
+    x_t = q_sample(schedule, x0, t, noise)
+    x0_hat, _ = to_x0_eps(prediction, target + err, x_t, abar.view(-1, 1, 1, 1))
+    weighted = snr_weight(prediction, abar, 5.0) * err.square().flatten(1).mean(1)
+    snr = abar / (1 - abar)
+    expected = snr.clamp(max=5.0) * (x0_hat - x0).square().flatten(1).mean(1)
+    torch.testing.assert_close(weighted, expected, rtol=1e-3, atol=1e-6)
+    assert snr[0] > 5 > snr[-1]  # the clip bites at low noise and not at high noise
+
+
+def test_min_snr_loss_downweights_eps_at_low_noise_and_weights_x0_errors_by_the_snr_below_gamma():
+    schedule = NoiseSchedule.linear(1000)
+    x0, noise = torch.randn(8, 1, 4, 4), torch.randn(8, 1, 4, 4)
+    model = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    low_noise = torch.full((8,), 5)
+    plain = diffusion_loss(model, schedule, x0, "eps", t=low_noise, noise=noise)
+    weighted = diffusion_loss(model, schedule, x0, "eps", t=low_noise, noise=noise, min_snr_gamma=5.0)
+    assert weighted < 0.01 * plain  # at t=5 the snr is ~1e3: eps errors there count 5/snr
+    t = torch.randint(0, 1000, (8,), generator=torch.Generator().manual_seed(0))
+    snr = (schedule.alphas_cumprod[t] / (1 - schedule.alphas_cumprod[t])).float()
+    per_image = x0.square().flatten(1).mean(1)
+    huge = diffusion_loss(model, schedule, x0, "x0", t=t, noise=noise, min_snr_gamma=1e9)
+    torch.testing.assert_close(huge, (snr * per_image).mean())

@@ -42,3 +42,13 @@ def test_snn_gradients_reach_the_first_layer(fmnist_batch):
     loss.backward()
     assert model.stem.conv_in.weight.grad.abs().sum() > 0
     assert model.time_embedding.linear1.weight.grad.abs().sum() > 0
+
+
+def test_cosine_decay_warms_up_then_falls_to_zero_at_the_last_step():
+    from spikediff.train.trainer import lr_factor
+
+    factors = [lr_factor(s, 10, "cosine", 110) for s in range(111)]
+    assert factors[:10] == [pytest.approx((s + 1) / 10) for s in range(10)]
+    assert factors[10] == 1.0 and factors[60] == pytest.approx(0.5) and factors[110] == 0.0
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert lr_factor(500, 10) == 1.0  # no decay unless asked

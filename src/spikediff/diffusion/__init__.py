@@ -2,7 +2,14 @@
 
 from spikediff.diffusion.absorbing import absorbing_loss, mask_tokens, sample_absorbing
 from spikediff.diffusion.guidance import ClassGuided
-from spikediff.diffusion.objectives import PREDICTIONS, diffusion_loss, q_sample, to_x0_eps, training_target
+from spikediff.diffusion.objectives import (
+    PREDICTIONS,
+    diffusion_loss,
+    q_sample,
+    snr_weight,
+    to_x0_eps,
+    training_target,
+)
 from spikediff.diffusion.samplers import (
     SAMPLERS,
     analytic_variances,
@@ -34,6 +41,7 @@ __all__ = [
     "sample_ddim",
     "sample_ddpm",
     "sampling_timesteps",
+    "snr_weight",
     "to_x0_eps",
     "training_target",
 ]
