@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -52,3 +54,38 @@ def test_cosine_decay_warms_up_then_falls_to_zero_at_the_last_step():
     assert factors[10] == 1.0 and factors[60] == pytest.approx(0.5) and factors[110] == 0.0
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
     assert lr_factor(500, 10) == 1.0  # no decay unless asked
+
+
+def test_a_decaying_learning_rate_is_fitted_to_the_time_budget(monkeypatch):
+    """Steps 2..11 are timed and the schedule ends where the remaining time runs out (less a margin)."""
+    from spikediff.train import trainer
+    from spikediff.train.distributed import Dist
+
+    clock = iter([100.0, 105.0])  # 10 steps in 5 s: 0.5 s per step
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: next(clock))
+    plan, local = {"end": 10_000}, Dist(0, 1, 0)
+    assert trainer._fit_end(plan, 1, 11, 205.0, 10_000, local, torch.device("cpu"))  # still timing
+    assert not trainer._fit_end(plan, 11, 11, 205.0, 10_000, local, torch.device("cpu"))
+    assert plan == {"end": 11 + int(trainer.FIT_MARGIN * 100 / 0.5)}
+    clock = iter([0.0, 10.0])
+    plan = {"end": 50}
+    trainer._fit_end(plan, 1, 11, 1e9, 50, local, torch.device("cpu"))
+    trainer._fit_end(plan, 11, 11, 1e9, 50, local, torch.device("cpu"))
+    assert plan["end"] == 50  # never beyond train.total_steps
+
+
+def test_a_cosine_run_under_max_minutes_ends_its_schedule_and_resumes_with_it(tmp_path, small_fmnist_dir):
+    from spikediff.checkpoint import load_trainer_state, resolve
+    from spikediff.config import Config, DataConfig, TrainConfig
+    from spikediff.train import train
+
+    config = Config(model=TINY_SNN, data=DataConfig(dataset="fmnist", random_flip=False),
+                    train=TrainConfig(total_steps=100_000, batch_size=4, lr_decay="cosine", warmup_steps=0,
+                                      save_every=100_000, sample_every=0, precision="fp32", compile="off", log_every=1))
+    result = train(config, tmp_path / "run", data_dir=small_fmnist_dir, max_minutes=0.25, progress=False)
+    end = load_trainer_state(resolve(tmp_path / "run"))["end"]
+    assert 12 <= end < 100_000 and result.step <= end
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lrs[0] == pytest.approx(2e-4) and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] < 2e-4
+    resumed = train(config, tmp_path / "run", resume=True, data_dir=small_fmnist_dir, max_minutes=5, progress=False)
+    assert load_trainer_state(resolve(tmp_path / "run"))["end"] == end and resumed.step == end

@@ -84,6 +84,13 @@ class BatchStream:
         return torch.stack([self.dataset[int(i)] for i in idx]), labels
 
 
+# A decaying learning rate under --max-minutes must reach its end when the time does: the run times
+# this many steps (after its first) and ends the schedule at the step the budget allows, less a margin
+# for checkpoints and sample grids.
+FIT_STEPS = 10
+FIT_MARGIN = 0.95
+
+
 def lr_factor(step: int, warmup_steps: int, decay: str = "none", total_steps: int = 0) -> float:
     """Linear warmup from ~0 to 1 over ``warmup_steps`` (the reference defines this but never applies it),
     then 1 or (``decay`` "cosine") a half cosine down to 0 at ``total_steps``: a short run that ends on a
@@ -188,6 +195,20 @@ def _check_same_vq(config: Config, vq_config: Config, vq_dir: str | Path) -> Non
                          f"({', '.join(f'{f}={getattr(vq_config.model, f)}' for f in differ)}): set them the same")
 
 
+def _fit_end(plan: dict, done: int, fit_at: int, deadline: float, total_steps: int, d: Dist,
+             device: torch.device) -> bool:
+    """Time steps ``fit_at - FIT_STEPS .. fit_at`` and set ``plan["end"]`` to the last step the time
+    budget allows; every rank computes the same end from the ranks' mean timings. True while timing."""
+    now = time.monotonic()
+    if done < fit_at:
+        plan["fit_start"] = now
+        return True
+    per_step = mean_over_ranks((now - plan.pop("fit_start")) / FIT_STEPS, d, device)
+    left = mean_over_ranks(deadline - now, d, device)
+    plan["end"] = max(done + 1, min(total_steps, done + int(FIT_MARGIN * left / per_step)))
+    return False
+
+
 def train(
     config: Config,
     out_dir: str | Path,
@@ -234,8 +255,9 @@ def train(
         # a plain Spiking U-Net starts a TSM model: its per-step scales keep their initial 1.0
         load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
     optimizer = make_optimizer(model, config)
+    plan = {"end": t.total_steps}  # the last step: total_steps, or where a decaying lr fits the time budget
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.lr_decay, t.total_steps))
+        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.lr_decay, plan["end"]))
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
     start = 0
     if resume:
@@ -247,6 +269,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
+        plan["end"] = min(t.total_steps, int(state.get("end", t.total_steps)))
     if d.main:
         (out_dir / RUN_CONFIG).write_text(config.to_json())
         _truncate_log(out_dir / LOG_FILE, start)
@@ -270,7 +293,8 @@ def train(
         refresh_ema(step)
         if not d.main:
             return
-        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                         "end": plan["end"]}
         save(model, config, out_dir / RUN_CHECKPOINTS / f"step_{step:07d}", overwrite=True,
              ema=ema.shadow if ema else None, trainer_state=trainer_state)
         prune(out_dir, t.keep_checkpoints)
@@ -333,9 +357,12 @@ def train(
     bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
     tic = time.perf_counter()
+    fit_to_deadline = t.lr_decay != "none" and math.isfinite(deadline) and not resume
     log = open(out_dir / LOG_FILE, "a") if d.main else None
     try:
         for step in range(start, t.total_steps):
+            if step >= plan["end"]:  # a resumed run whose fitted schedule has already ended
+                break
             torch.manual_seed(_step_seed(t.seed, step, 2) + d.rank)  # dropout and any other global draw
             x0, draws = batch_at(step)
             lr = optimizer.param_groups[0]["lr"]
@@ -367,15 +394,22 @@ def train(
             rate, tic = t.batch_size / (toc - tic), toc
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-            if log and (done % t.log_every == 0 or done == t.total_steps):
+            if fit_to_deadline and done in (start + 1, start + 1 + FIT_STEPS):
+                fit_to_deadline = _fit_end(plan, done, start + 1 + FIT_STEPS, deadline, t.total_steps, d, device)
+                if not fit_to_deadline:
+                    bar.total = plan["end"]
+                    bar.refresh()
+                    if d.main:
+                        tqdm.write(f"learning rate decays to 0 at step {plan['end']} (fitted to --max-minutes)")
+            if log and (done % t.log_every == 0 or done == plan["end"]):
                 log.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}) + "\n")
                 log.flush()
             if t.sample_every and done % t.sample_every == 0:
                 sample_grid(done)
             out_of_time = not all_ranks(time.monotonic() <= deadline, d, device)
-            if done % t.save_every == 0 or done == t.total_steps or out_of_time:
+            if done % t.save_every == 0 or done == plan["end"] or out_of_time:
                 checkpoint(done)
-            if out_of_time:
+            if out_of_time or done == plan["end"]:
                 stopped_early = done < t.total_steps
                 break
             tic = time.perf_counter()
