@@ -119,7 +119,7 @@ def test_keep_last_k_checkpoints(straight_run):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
-    import spikediff.train.objectives as objectives
+    import spikediff.objectives as objectives
 
     real, calls = objectives.diffusion_loss, []
 

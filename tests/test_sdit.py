@@ -18,8 +18,8 @@ from spikediff.diffusion import ClassGuided, NoiseSchedule, q_sample, sample_ddp
 from spikediff.diffusion.learned_variance import variational_bound_bits
 from spikediff.models import build_model
 from spikediff.models.rwkv import wkv
+from spikediff.objectives import gaussian_objective
 from spikediff.sample import class_labels, generate
-from spikediff.train.objectives import gaussian_objective
 
 from .conftest import TINY_ANN, TINY_SNN
 

@@ -16,8 +16,8 @@ from spikediff.data import load_mnist_like, to_model_range
 from spikediff.diffusion import absorbing_loss, mask_tokens, sample_absorbing
 from spikediff.diffusion.absorbing import loss_weight
 from spikediff.models.vq_svae import decayed_sum, psp
+from spikediff.objectives import vq_objective
 from spikediff.train import train
-from spikediff.train.objectives import vq_objective
 
 
 def test_vq_svae_reconstructs_real_images_better_than_the_mean_image():
