@@ -66,6 +66,14 @@ class Family:
     eager_under_auto: bool = False  # compile="auto" keeps it eager (compile="on" still compiles)
     samples_tokens: bool = False  # sampled as discrete latent tokens, then decoded (Spiking-Diffusion)
 
+    def counts_as_ann(self, config: Config) -> bool:
+        """Whether the energy report counts ``config``'s model as an ANN (every operation a MAC)."""
+        return config.model.arch in self.dense_archs
+
+    def ann_twin(self, config: Config) -> str | None:
+        """The architecture ``config``'s model is compared with for energy (None: no comparison)."""
+        return self.ann_twins.get(config.model.arch)
+
     def check_sampler(self, sampler: str, arch: str) -> None:
         if not self.samplers:
             raise ValueError(self.not_a_generator)

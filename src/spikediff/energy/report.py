@@ -159,7 +159,7 @@ def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: Energ
     from spikediff.families import family_of
     from spikediff.models import build_model
 
-    arch = family_of(config).ann_twins[config.model.arch]
+    arch = family_of(config).ann_twin(config)
     twin = build_model(replace(config.model, arch=arch), config.diffusion.num_steps).to(x0.device)
     return measure_energy(twin, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model,
                           name=f"ANN twin ({config.name})", dense=True)

@@ -86,8 +86,8 @@ def measure_model(
         return EnergyRun(report, steps, f"the tokens of {len(x0)} {data.dataset} test images, masked as at t in {ts}",
                          decoder=decoder)
     report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), costs, name=label,
-                            dense=config.model.arch in family.dense_archs)
-    ann = ann_twin_report(config, x0, ts, costs) if with_ann and config.model.arch in family.ann_twins else None
+                            dense=family.counts_as_ann(config))
+    ann = ann_twin_report(config, x0, ts, costs) if with_ann and family.ann_twin(config) else None
     return EnergyRun(report, steps, f"{len(x0)} {data.dataset} test images noised to t in {ts}", ann=ann)
 
 
