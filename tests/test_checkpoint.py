@@ -12,7 +12,7 @@ import torch
 import spikediff
 from spikediff.checkpoint import CheckpointError
 from spikediff.config import Config, NeuronConfig
-from spikediff.convert.sddpm import import_sddpm
+from spikediff.reference_checkpoints.sddpm import import_sddpm
 from tests.conftest import TINY_SNN
 
 

@@ -1,5 +1,5 @@
 """Operation counts and energy: hand-set networks with known spikes, the ANN twin's 6.35 GMAC, and the
-SPEC §6 split of the Spiking U-Net's layers into MAC and AC layers."""
+The energy convention's split of the Spiking U-Net's layers into MAC and AC layers."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_ann_twin_of_the_paper_costs_6_35_gmac_and_29_2_mj():
 
 
 def test_spiking_unet_layers_split_as_in_spec():
-    """SPEC §6: real-valued inputs (MAC) for the stem conv, 1x1 shortcuts, head convs and the time
+    """The energy convention: real-valued inputs (MAC) for the stem conv, 1x1 shortcuts, head convs and the time
     MLPs; spikes (AC) for conv_identity, res-block convs, down and up convs."""
     model = build_model(TINY_SNN)
     randomise_batchnorm(model)  # trained-like statistics: no real-valued layer sees an all-zero input

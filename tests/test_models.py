@@ -1,4 +1,4 @@
-"""Architecture facts (SPEC §1) and the model contract."""
+"""Architecture facts of the papers (parameter counts, layer layout) and the model contract."""
 
 from __future__ import annotations
 

@@ -312,12 +312,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     if args.source == "sddpm":
-        from spikediff.convert.sddpm import import_sddpm
+        from spikediff.reference_checkpoints.sddpm import import_sddpm
 
         out = import_sddpm(args.input, args.out_dir, spike_steps=args.spike_steps, image_size=args.image_size,
                            base_preset=args.preset, key=args.key, overwrite=args.overwrite)
     else:
-        from spikediff.convert.sdm import import_sdm
+        from spikediff.reference_checkpoints.sdm import import_sdm
 
         out = import_sdm(args.input, args.out_dir, image_size=args.image_size, base_preset=args.preset,
                          key=args.key, overwrite=args.overwrite)

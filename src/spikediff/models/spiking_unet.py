@@ -1,11 +1,12 @@
-"""The SDDPM Spiking U-Net (Cao et al., WACV 2024), exactly as SPEC §1 describes it.
+"""The SDDPM Spiking U-Net (Cao et al., WACV 2024), exactly as the paper and its reference code
+(AndyCao1125/SDDPM) build it.
 
 Data flow: the image is repeated over the T spiking steps (direct coding), every 2-D layer runs on
 the folded ``[T*B, C, H, W]`` tensor (BatchNorm statistics shared over T), spikes pass between
 blocks only after a neuron, residual sums stay real-valued ("pre-spike"), and the output head
 decodes the sequence with a membrane output layer ``sum_t decay^(T-1-t) h_t``.
 
-Initialisation follows the reference code where SPEC's one-line summary is coarser: the stem's
+Initialisation follows the reference code where the paper's one-line summary is coarser: the stem's
 second conv and the head's Conv3d keep PyTorch's default init there, everything else is Xavier.
 
 Options beyond SDDPM: ``tsm`` (SDM's Temporal-wise Spiking Mechanism: every Conv2d scales its

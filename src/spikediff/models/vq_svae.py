@@ -1,4 +1,4 @@
-"""Spiking-Diffusion's VQ-SVAE (Liu et al. 2023; SPEC §3): a spiking autoencoder with a discrete
+"""Spiking-Diffusion's VQ-SVAE (Liu et al. 2023): a spiking autoencoder with a discrete
 latent of ``(H/4) x (W/4)`` tokens (7 x 7 for 28 x 28 images) from a codebook of ``K`` vectors.
 
 Layers follow the reference (Arktis2022/Spiking-Diffusion): LIF neurons (tau 2, hard reset, ATan), T

@@ -1,4 +1,4 @@
-"""Multi-step spiking neurons that hold no state between calls (DESIGN principle 1).
+"""Multi-step spiking neurons that hold no state between calls (docs/architecture.md, Rules).
 
 Each neuron takes a whole sequence ``x_seq [T, B, ...]``, runs the T spiking steps inside one
 forward and returns the spike sequence. The membrane starts at ``v_reset`` (hard reset) or 0 (soft

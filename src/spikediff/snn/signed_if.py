@@ -1,4 +1,4 @@
-"""The signed integrate-and-fire neuron of quantised ANN-to-SNN conversion (SDM, SPEC §2; after
+"""The signed integrate-and-fire neuron of quantised ANN-to-SNN conversion (SDM, Cao et al. 2024; after
 Fast-SNN): its spike count over T steps reproduces a b-bit quantised ReLU when T = 2^b - 1.
 
 Why each rule: the membrane starts at half the threshold so that the count is the *rounded* (not the

@@ -13,7 +13,7 @@ import torch
 
 
 class _ATanSpike(torch.autograd.Function):
-    """Heaviside forward; backward ``alpha / 2 / (1 + (pi / 2 * alpha * u)^2)`` (SPEC §1)."""
+    """Heaviside forward; backward ``alpha / 2 / (1 + (pi / 2 * alpha * u)^2)`` (SDDPM's ATan surrogate)."""
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Quantised ANN -> SNN (SDM, SPEC §2): same weights, signed IF neurons in place of the quantisers.
+"""Quantised ANN -> SNN (SDM, Cao et al. 2024): same weights, signed IF neurons in place of the quantisers.
 
 Each quantiser ``alpha * round(clamp(x / alpha, 0, 1) * L) / L`` becomes a signed IF neuron with
 threshold ``alpha`` whose spikes (-1, 0, +1) count, over T = L steps, the same ``round(x / alpha * L)``
