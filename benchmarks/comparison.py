@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +39,7 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 import spikediff  # noqa: E402
 from spikediff.families import family_of  # noqa: E402
@@ -299,8 +298,7 @@ def main() -> None:
             print(f"{row}: sampling continues in the next invocation", flush=True)
             break
         result = measure(row, spec, args) | ({"conversion_seconds": extra["seconds"]} if extra else {})
-        result["meta"] = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} "
-                          "threads", "command": "python benchmarks/comparison.py " + " ".join(sys.argv[1:])}
+        result["meta"] = provenance()
         (args.out / f"{row}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result), flush=True)
     done = [json.loads((args.out / f"{r}.json").read_text()) for r in ROWS if (args.out / f"{r}.json").is_file()]

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 
 from spikediff.checkpoint import build
 from spikediff.energy.report import ENERGY_MODELS, count_energy
@@ -109,9 +108,7 @@ def main() -> None:
                      "stages": stages, "sampling_gmacs_per_evaluation": eval_macs / 1e9,
                      "train_pflop": train_pflop, "sample_pflop": sample_pflop,
                      "gpu_hours_estimate": (train_pflop + sample_pflop) * 1e15 / (args.gpu_tflops * 1e12) / 3600})
-    meta = {"date": str(date.today()), "machine": platform.machine(), "gpu_tflops_assumed": args.gpu_tflops,
-            "command": "python benchmarks/reproduction_cost.py" + (f" --gpu-tflops {args.gpu_tflops:g}"
-                                                                   if args.gpu_tflops != 50 else "")}
+    meta = {**provenance(), "gpu_tflops_assumed": args.gpu_tflops}
     (args.out / "reproduction_cost.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = ["| paper | published FID (FMNIST) | protocol | preset(s) | trainable params | training images | "
              f"forward GMAC / image | train PFLOP | evaluation PFLOP | GPU-hours at {args.gpu_tflops:g} TFLOP/s "
