@@ -14,8 +14,7 @@ from spikediff.cli import main
 from spikediff.energy import ENERGY_MODELS, OpCounter, measure_energy
 from spikediff.models import build_model
 from spikediff.snn import IFNeuron
-from tests.conftest import TINY_SNN
-from tests.test_checkpoint import randomise_batchnorm
+from tests.conftest import TINY_SNN, randomise_batchnorm
 
 
 class HandSet(nn.Module):
@@ -64,6 +63,7 @@ def test_hand_set_network_energy_report():
     assert report.energy_mj == pytest.approx((32 * e.e_mac_pj + layers["conv2"].acs * e.e_ac_pj) * 1e-9)
 
 
+@pytest.mark.slow
 def test_ann_twin_of_the_paper_costs_6_35_gmac_and_29_2_mj():
     model = spikediff.build("ddpm-cifar10")
     report = measure_energy(model, torch.zeros(1, 3, 32, 32), [500], name="ddpm-cifar10")

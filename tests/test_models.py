@@ -15,6 +15,7 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_paper_parameter_counts():
     snn = spikediff.build("sddpm-cifar10")
     assert n_params(snn) == 66_696_413

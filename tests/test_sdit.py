@@ -54,6 +54,7 @@ def test_wkv_recurrence_and_its_gradients_match_the_direct_sum():
     assert wkv(w.float(), u.float(), k.float(), v.float()).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_paper_presets_have_the_reference_parameter_counts():
     # counted on foolLain/SDiT's Diffusion_RWKV(input_size=28, patch_size=2, in_channels=3, num_classes=10,
     # learn_sigma=False); with its default learned-variance head: 11,667,259 and 36,052,047
