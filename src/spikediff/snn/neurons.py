@@ -57,9 +57,16 @@ def lif_sequence(x_seq: torch.Tensor, p: NeuronConfig, v_threshold: float | None
     return torch.stack(out)
 
 
-class SpikingNeuron(nn.Module):
-    """Base of the neuron modules: holds the parameters and a plain, scalable ``v_threshold``;
-    subclasses set ``dynamics``, the sequence function they run."""
+class Neuron(nn.Module):
+    """What every spiking neuron offers the rest of the library: a ``v_threshold`` that can be read
+    and set (threshold guidance scales it at sampling time) and ``[T, B, ...]`` spikes out."""
+
+    v_threshold: float
+
+
+class SpikingNeuron(Neuron):
+    """Base of the trained neurons (IF, LIF): holds the parameters and a plain, scalable
+    ``v_threshold``; subclasses set ``dynamics``, the sequence function they run."""
 
     dynamics: staticmethod
 
