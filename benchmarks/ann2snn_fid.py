@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
-from datetime import date
 from pathlib import Path
 
-import torch
+from provenance import provenance
 
 import spikediff
 from spikediff.ann2snn import ann2snn
@@ -90,9 +88,7 @@ def main() -> None:
                    **score_checkpoint(out, args)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-            "qann": str(args.qann), "command": "python benchmarks/ann2snn_fid.py " + " ".join(
-                f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "qann"),
+    meta = {**provenance(), "qann": str(args.qann),
             "protocol": f"DDIM-{args.steps}, {args.num} samples, seed {args.seed}, FID against the training set"}
     write_results(meta, rows, args.out)
 

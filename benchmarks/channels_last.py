@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 
 import spikediff
 from spikediff.data import load_mnist_like, to_model_range
@@ -55,8 +54,7 @@ def main() -> None:
             ms = round(step_ms(model, x, precision), 1)
             rows.append({"precision": precision, "layout": layout, "ms_per_step": ms})
             print(json.dumps(rows[-1]), flush=True)
-    meta = {"date": str(date.today()), "command": "python benchmarks/channels_last.py " + " ".join(sys.argv[1:]),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    meta = provenance()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 

@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import matplotlib
@@ -41,8 +39,10 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 import spikediff  # noqa: E402
+from spikediff.families import family_of  # noqa: E402
 from spikediff.metrics import evaluate_images, score  # noqa: E402
 from spikediff.models.folding import fold_batchnorm  # noqa: E402
 from spikediff.sample import generate, save_grid  # noqa: E402
@@ -142,12 +142,17 @@ def convert(row: str, spec: Row, args) -> dict:
     return json.loads((out / "conversion_seconds.json").read_text())
 
 
+def row_sampler(config) -> str:
+    """One sampler for every Gaussian row (DPM-Solver++), the absorbing sampler for token models."""
+    return "absorbing" if family_of(config).samples_tokens else "dpm-solver++"
+
+
 def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
     """Sample ``--num`` images into ``parts`` in chunks of ``CHUNK`` (one compiled network per process)."""
     parts.mkdir(parents=True, exist_ok=True)
     config = spikediff.load_config(ckpt)
-    latent = config.model.arch == "spiking_diffusion"
-    sampler = "absorbing" if latent else "dpm-solver++"
+    family = family_of(config)
+    sampler = row_sampler(config)
     model, last = None, 0.0
     for first in range(0, args.num, CHUNK):
         part = parts / f"part_{first:06d}.npz"
@@ -157,9 +162,9 @@ def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
             return False
         if model is None:
             model = spikediff.load(ckpt).eval()
-            if not latent:
+            if not family.samples_tokens:
                 model = fold_batchnorm(model)
-                if config.model.arch != "sdit":
+                if not family.eager_under_auto:
                     model = torch.compile(model)
         tic = time.monotonic()
         images = generate(model, config, min(CHUNK, args.num - first), sampler, args.steps, seed=0, batch_size=250,
@@ -194,7 +199,7 @@ def measure(row: str, spec: Row, args) -> dict:
         "train_steps": {s.name: int(spikediff.checkpoint.resolve(args.work / row / s.name).name.split("_")[-1])
                         for s in spec.stages},
         "train_images_per_s_median": round(statistics.median(rates), 2) if rates else None,
-        "sampler": "absorbing" if config.model.arch == "spiking_diffusion" else "dpm-solver++",
+        "sampler": row_sampler(config),
         "steps": args.steps, "num_samples": len(images), "sampling_images_per_s": round(timed_images / seconds, 2),
         "energy_per_image_mj": energy["energy_per_image_mj"], "snn_over_ann": energy.get("snn_over_ann"),
         "conditional": spec.conditional,
@@ -293,8 +298,7 @@ def main() -> None:
             print(f"{row}: sampling continues in the next invocation", flush=True)
             break
         result = measure(row, spec, args) | ({"conversion_seconds": extra["seconds"]} if extra else {})
-        result["meta"] = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} "
-                          "threads", "command": "python benchmarks/comparison.py " + " ".join(sys.argv[1:])}
+        result["meta"] = provenance()
         (args.out / f"{row}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result), flush=True)
     done = [json.loads((args.out / f"{r}.json").read_text()) for r in ROWS if (args.out / f"{r}.json").is_file()]

@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 
 import spikediff
 from spikediff.checkpoint import EMA_FILE, WEIGHTS_FILE, build, load_config, load_weights, resolve
@@ -166,10 +165,9 @@ def main() -> None:
                    **score_point(ckpt, which, args.num, args.steps, points_dir / f"{name}-{which}.png")}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = {"date": str(date.today()), "command": "python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]),
-            "preset": args.preset, "overrides": args.set, "sampler": f"dpm-solver++ {args.steps} steps, seed 0",
+    meta = {**provenance(), "preset": args.preset, "overrides": args.set,
+            "sampler": f"dpm-solver++ {args.steps} steps, seed 0",
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
-            "threads": torch.get_num_threads(),
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     (args.out / f"{args.label}.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=1))
     plot(args.out)

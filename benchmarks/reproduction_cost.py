@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 
 from spikediff.checkpoint import build
 from spikediff.energy.report import ENERGY_MODELS, count_energy
+from spikediff.families import family_of
 from spikediff.presets import get_preset
 
 
@@ -55,17 +55,14 @@ def forward_macs(name: str) -> float:
     model = build(config).train()
     m = config.model
     x = torch.rand(2, m.img_ch, m.image_size, m.image_size) * 2 - 1
-    t = torch.full((2,), config.diffusion.num_steps // 2, dtype=torch.long)
-    if m.arch == "vq_svae":
-        run = lambda _: model(x)  # noqa: E731
-    elif m.arch == "spiking_diffusion":
-        def run(_: int) -> None:
-            tokens = model.vq.encode(x)  # the diffusion stage encodes every batch with the frozen VQ-SVAE
-            model.denoiser(tokens, torch.ones(2, dtype=torch.long))
-    else:
-        y = torch.zeros(2, dtype=torch.long) if m.num_classes else None
-        run = lambda _: model(x, t, y)  # noqa: E731
-    report = count_energy(model, run, [0], 2, ENERGY_MODELS["45nm-fp32"], name, all_macs=True)
+    # the family's training loss runs the forward exactly as training does (a token model encodes
+    # every batch with its frozen VQ-SVAE, then denoises)
+    objective = family_of(config).objective(config, model, lambda: 1.0)
+    draws = objective.draws(x.shape, torch.Generator().manual_seed(0))
+    if m.num_classes:
+        draws["y"] = torch.zeros(2, dtype=torch.long)
+    report = count_energy(model, lambda _: objective.loss(model, x, draws), [0], 2, ENERGY_MODELS["45nm-fp32"], name,
+                          all_macs=True)
     return sum(layer.dense_macs for layer in report.layers)
 
 
@@ -103,7 +100,7 @@ def main() -> None:
                            "train_images": images, "forward_gmacs_per_image": macs / 1e9,
                            "train_pflop": 6 * macs * images / 1e15})
         last = get_preset(p.presets[-1])
-        eval_macs = (denoiser_macs(p.presets[-1]) if last.model.arch == "spiking_diffusion"
+        eval_macs = (denoiser_macs(p.presets[-1]) if family_of(last).samples_tokens
                      else stages[-1]["forward_gmacs_per_image"] * 1e9)
         train_pflop = sum(s["train_pflop"] for s in stages)
         sample_pflop = 2 * eval_macs * p.samples * p.evaluations / 1e15
@@ -111,9 +108,7 @@ def main() -> None:
                      "stages": stages, "sampling_gmacs_per_evaluation": eval_macs / 1e9,
                      "train_pflop": train_pflop, "sample_pflop": sample_pflop,
                      "gpu_hours_estimate": (train_pflop + sample_pflop) * 1e15 / (args.gpu_tflops * 1e12) / 3600})
-    meta = {"date": str(date.today()), "machine": platform.machine(), "gpu_tflops_assumed": args.gpu_tflops,
-            "command": "python benchmarks/reproduction_cost.py" + (f" --gpu-tflops {args.gpu_tflops:g}"
-                                                                   if args.gpu_tflops != 50 else "")}
+    meta = {**provenance(), "gpu_tflops_assumed": args.gpu_tflops}
     (args.out / "reproduction_cost.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = ["| paper | published FID (FMNIST) | protocol | preset(s) | trainable params | training images | "
              f"forward GMAC / image | train PFLOP | evaluation PFLOP | GPU-hours at {args.gpu_tflops:g} TFLOP/s "

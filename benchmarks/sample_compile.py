@@ -9,10 +9,12 @@ seven timed calls in ms.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
 import torch
+from provenance import provenance
 
 import spikediff
 from spikediff.models.folding import fold_batchnorm
@@ -34,6 +36,8 @@ def timed(net, x: torch.Tensor, t: torch.Tensor, precision: str) -> tuple[float,
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    print(json.dumps(provenance()))
     torch.manual_seed(0)
     folded = fold_batchnorm(spikediff.build("fmnist-snn-small").eval())
     compiled = torch.compile(folded)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
-from datetime import date
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 import spikediff  # noqa: E402
 from spikediff.metrics import evaluate_images, score  # noqa: E402
@@ -82,9 +81,7 @@ def main() -> None:
     model = spikediff.load(ckpt)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"checkpoint": str(args.checkpoint), "date": str(date.today()), "machine": platform.processor() or
-            platform.machine(), "threads": torch.get_num_threads(), "precision": args.precision, "seed": args.seed,
-            "command": "python benchmarks/sampler_fid.py " + " ".join(f"{k}={v}" for k, v in vars(args).items())}
+    meta = {**provenance(), "checkpoint": str(args.checkpoint), "precision": args.precision, "seed": args.seed}
     rows = []
     if not args.tg:
         grid = [parse_grid_entry(entry, args.num) for entry in args.grid.split(",") if entry]

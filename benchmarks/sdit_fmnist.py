@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 
 import spikediff
 from spikediff.cli import main as cli
@@ -106,8 +105,7 @@ def main() -> None:
         "per_evaluation_mj": per_evaluation, "ann_twin_per_evaluation_mj": energy.get("ann_twin", {}).get(
             "totals_per_evaluation", {}).get("energy_mj"), "snn_over_ann": energy.get("snn_over_ann"),
         "report": str(args.out / "energy")},
-        "meta": {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-                 "command": "python benchmarks/sdit_fmnist.py " + " ".join(f"{k}={v}" for k, v in vars(args).items())}}
+        "meta": provenance()}
     (args.out / "sdit.json").write_text(json.dumps(result, indent=2))
     fid_key = next(k for k in rows[0] if k.startswith("FID"))
     lines = ["| model | cfg | sampler steps (NFE) | samples | " + fid_key + " | KID | precision | recall | class "

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 
 import spikediff
 from spikediff.cli import main as cli
@@ -103,9 +102,7 @@ def main() -> None:
         result["energy_unet"] = json.loads((energy_dir / "energy.json").read_text())["energy_per_image_mj"]
     result["rows"] = rows
     result.setdefault("meta_spiking_diffusion", result.get("meta"))
-    result["meta"] = {"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-                      "command": "python benchmarks/spiking_diffusion_fid.py " + " ".join(
-                          f"{k}={v}" for k, v in vars(args).items())}
+    result["meta"] = provenance()
     (args.out / "spiking_diffusion.json").write_text(json.dumps(result, indent=2))
     fid_key = next(k for k in rows[0] if k.startswith("FID"))
     lines = [f"| model | sampler steps | samples | {fid_key} | precision | recall | energy per image (mJ) |",

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-from datetime import date
 
 import torch
+from provenance import provenance
 from torch.profiler import ProfilerActivity, profile
 
 import spikediff
@@ -75,8 +74,7 @@ def main() -> None:
     conv = sum(e.self_cpu_time_total for e in events if is_convolution(e.key)) / args.steps / 1000
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
     result = {
-        "date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "what": args.what, "precision": args.precision, "compile": args.compile, "batch": args.batch,
+        **provenance(), "what": args.what, "precision": args.precision, "compile": args.compile, "batch": args.batch,
         "step_ms": round(total, 1), "convolution_ms": round(conv, 1), "convolution_share": round(conv / total, 3),
         "images_per_s": round(args.batch / total * 1000, 2),
         "images_per_s_at_floor": round(args.batch / conv * 1000, 2),

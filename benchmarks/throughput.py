@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
-import torch
-
-from spikediff.fast_path import cpu_facts
+from provenance import provenance
 
 AUTO = ["--precision", "auto", "--compile", "auto"]
 OURS = [
@@ -69,9 +65,7 @@ def main() -> None:
         row["path"] = f"spikediff {label}" + (f" -> {row['fast_path']}" if "auto" in flags else "")
         rows.append(row)
         print(json.dumps(row), flush=True)
-    meta = {"date": str(date.today()), "machine": {**cpu_facts(), "cores": os.cpu_count(), "torch": torch.__version__},
-            "command": "python benchmarks/throughput.py "
-            + " ".join(sys.argv[1:]).replace(str(args.reference_repo), "PATH/TO/SDDPM")}
+    meta = provenance()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / args.name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     ref = {r["kind"]: r["images_per_s"] for r in rows if r["path"].startswith("reference")}

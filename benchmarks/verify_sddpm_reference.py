@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 import spikediff
-from spikediff.convert.sddpm import import_sddpm
-from spikediff.convert.sdm import import_sdm
+from spikediff.reference_checkpoints.sddpm import import_sddpm
+from spikediff.reference_checkpoints.sdm import import_sdm
 
 
 def main() -> None:

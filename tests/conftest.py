@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -45,3 +46,43 @@ def small_fmnist_dir(tmp_path, monkeypatch):
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[:64])
     monkeypatch.setenv("SPIKEDIFF_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+def randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Non-trivial BN statistics, so that eval-mode outputs depend on every buffer."""
+    gen = torch.Generator().manual_seed(5)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+
+
+# The reference Spk_UNet's module names (AndyCao1125/SDDPM, model/SpikingUNet.py), written out here
+# independently of the converter's own table so that a mistake in either shows up.
+_TO_REFERENCE = [
+    (r"^time_embedding\.table$", "time_embedding.timembedding.0.weight"),
+    (r"^time_embedding\.linear1\.", "time_embedding.timembedding.1."),
+    (r"^time_embedding\.linear2\.", "time_embedding.timembedding.3."),
+    (r"^stem\.conv_in\.", "conv."),
+    (r"^stem\.bn_in\.", "bn."),
+    (r"^stem\.conv_out\.", "conv_identity."),
+    (r"^stem\.bn_out\.", "bn_identity."),
+    (r"^down\.", "downblocks."),
+    (r"^middle\.", "middleblocks."),
+    (r"^up\.", "upblocks."),
+    (r"\.temb_proj\.", ".temb_proj.1."),
+    (r"^head\.bn\.", "tail_bn."),
+    (r"^head\.conv\.", "tail_conv."),
+    (r"^head\.temporal_conv\.", "T_output_layer."),
+    (r"^head\.temporal_bn\.", "last_bn."),
+]
+
+
+def to_reference_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in _TO_REFERENCE:
+            key = re.sub(pattern, repl, key)
+        out["module." + key] = value.clone()  # the reference trains under DataParallel
+    return out

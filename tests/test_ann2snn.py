@@ -14,7 +14,7 @@ from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule
 from spikediff.models.quant_unet import QuantReLU
 from spikediff.snn import SignedIFNeuron, signed_if_sequence, threshold_scale
-from tests.test_checkpoint import randomise_batchnorm
+from tests.conftest import randomise_batchnorm
 
 TINY_QANN = spikediff.ModelConfig(arch="qann_unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, img_ch=1, quant_bits=2,
                                   dropout=0.0)

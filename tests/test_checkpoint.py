@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 
 import pytest
@@ -12,18 +11,8 @@ import torch
 import spikediff
 from spikediff.checkpoint import CheckpointError
 from spikediff.config import Config, NeuronConfig
-from spikediff.convert.sddpm import import_sddpm
-from tests.conftest import TINY_SNN
-
-
-def randomise_batchnorm(model: torch.nn.Module) -> None:
-    """Non-trivial BN statistics, so that eval-mode outputs depend on every buffer."""
-    gen = torch.Generator().manual_seed(5)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+from spikediff.reference_checkpoints.sddpm import import_sddpm
+from tests.conftest import TINY_SNN, randomise_batchnorm, to_reference_layout
 
 
 def tiny_config() -> Config:
@@ -76,36 +65,6 @@ def test_an_edited_config_is_caught_by_its_checksum(tmp_path):
     config_file.write_text(json.dumps(data, indent=1))
     with pytest.raises(CheckpointError, match="config.json is corrupt or truncated"):
         spikediff.load(tmp_path / "ckpt")
-
-
-# The reference Spk_UNet's module names (AndyCao1125/SDDPM, model/SpikingUNet.py), written out here
-# independently of the converter's own table so that a mistake in either shows up.
-_TO_REFERENCE = [
-    (r"^time_embedding\.table$", "time_embedding.timembedding.0.weight"),
-    (r"^time_embedding\.linear1\.", "time_embedding.timembedding.1."),
-    (r"^time_embedding\.linear2\.", "time_embedding.timembedding.3."),
-    (r"^stem\.conv_in\.", "conv."),
-    (r"^stem\.bn_in\.", "bn."),
-    (r"^stem\.conv_out\.", "conv_identity."),
-    (r"^stem\.bn_out\.", "bn_identity."),
-    (r"^down\.", "downblocks."),
-    (r"^middle\.", "middleblocks."),
-    (r"^up\.", "upblocks."),
-    (r"\.temb_proj\.", ".temb_proj.1."),
-    (r"^head\.bn\.", "tail_bn."),
-    (r"^head\.conv\.", "tail_conv."),
-    (r"^head\.temporal_conv\.", "T_output_layer."),
-    (r"^head\.temporal_bn\.", "last_bn."),
-]
-
-
-def to_reference_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in _TO_REFERENCE:
-            key = re.sub(pattern, repl, key)
-        out["module." + key] = value.clone()  # the reference trains under DataParallel
-    return out
 
 
 def test_import_of_reference_layout_gives_same_outputs(tmp_path):

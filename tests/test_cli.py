@@ -148,7 +148,7 @@ def test_module_entry_point_lists_presets():
 
 
 def test_convert_command(tmp_path):
-    from tests.test_checkpoint import to_reference_layout
+    from tests.conftest import to_reference_layout
 
     model = spikediff.build("fmnist-snn-small").eval()
     torch.save({"net_model": to_reference_layout(model.state_dict())}, tmp_path / "ref.pt")

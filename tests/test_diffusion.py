@@ -94,12 +94,21 @@ def test_prediction_conversions_invert_targets(prediction):
     torch.testing.assert_close(got_eps, noise)
 
 
-def test_loss_is_zero_for_the_oracle_only_in_expectation_and_counts_targets():
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_the_oracle_loss_is_the_posterior_variance_and_a_zero_prediction_the_second_moment(prediction):
+    """For Gaussian data the best prediction (the oracle) leaves exactly the posterior variance of the
+    target as loss; predicting 0 leaves the target's second moment."""
     sch = NoiseSchedule.linear()
-    x0 = torch.full((4, 1, 4, 4), MU)
     gen = torch.Generator().manual_seed(0)
-    loss_perfect = diffusion_loss(lambda x, t: torch.zeros_like(x), sch, x0, "x0", gen)
-    assert loss_perfect.item() == pytest.approx(MU**2, rel=1e-6)
+    x0 = MU + STD * torch.randn(4096, 1, 4, 4, generator=gen, dtype=torch.float64)
+    t, noise = torch.full((4096,), 300), torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    abar = float(sch.alphas_cumprod[300])
+    var = abar * STD**2 + 1 - abar
+    posterior = {"eps": 1 - (1 - abar) / var, "x0": STD**2 - abar * STD**4 / var}[prediction]
+    oracle = diffusion_loss(gaussian_oracle(sch, prediction), sch, x0, prediction, t=t, noise=noise)
+    assert oracle.item() == pytest.approx(posterior, rel=0.03)
+    zero = diffusion_loss(lambda x, t: torch.zeros_like(x), sch, x0, prediction, t=t, noise=noise)
+    assert zero.item() == pytest.approx({"eps": 1.0, "x0": MU**2 + STD**2}[prediction], rel=0.03)
 
 
 def _moments(x: torch.Tensor) -> tuple[float, float]:

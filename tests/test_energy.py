@@ -1,5 +1,5 @@
 """Operation counts and energy: hand-set networks with known spikes, the ANN twin's 6.35 GMAC, and the
-SPEC §6 split of the Spiking U-Net's layers into MAC and AC layers."""
+The energy convention's split of the Spiking U-Net's layers into MAC and AC layers."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from spikediff.cli import main
 from spikediff.energy import ENERGY_MODELS, OpCounter, measure_energy
 from spikediff.models import build_model
 from spikediff.snn import IFNeuron
-from tests.conftest import TINY_SNN
-from tests.test_checkpoint import randomise_batchnorm
+from tests.conftest import TINY_SNN, randomise_batchnorm
 
 
 class HandSet(nn.Module):
@@ -64,6 +63,7 @@ def test_hand_set_network_energy_report():
     assert report.energy_mj == pytest.approx((32 * e.e_mac_pj + layers["conv2"].acs * e.e_ac_pj) * 1e-9)
 
 
+@pytest.mark.slow
 def test_ann_twin_of_the_paper_costs_6_35_gmac_and_29_2_mj():
     model = spikediff.build("ddpm-cifar10")
     report = measure_energy(model, torch.zeros(1, 3, 32, 32), [500], name="ddpm-cifar10")
@@ -74,7 +74,7 @@ def test_ann_twin_of_the_paper_costs_6_35_gmac_and_29_2_mj():
 
 
 def test_spiking_unet_layers_split_as_in_spec():
-    """SPEC §6: real-valued inputs (MAC) for the stem conv, 1x1 shortcuts, head convs and the time
+    """The energy convention: real-valued inputs (MAC) for the stem conv, 1x1 shortcuts, head convs and the time
     MLPs; spikes (AC) for conv_identity, res-block convs, down and up convs."""
     model = build_model(TINY_SNN)
     randomise_batchnorm(model)  # trained-like statistics: no real-valued layer sees an all-zero input

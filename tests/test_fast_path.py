@@ -14,10 +14,8 @@ from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
 from spikediff.models import build_model
 from spikediff.models.folding import fold_batchnorm
-from spikediff.precision import precision_context
 from spikediff.train.trainer import prepare_for_training
-from tests.conftest import TINY_SNN
-from tests.test_checkpoint import randomise_batchnorm
+from tests.conftest import TINY_SNN, randomise_batchnorm
 
 
 def loss_and_grads(model, x0):
@@ -263,6 +261,7 @@ def test_auto_does_not_compile_a_short_run_and_says_why(fmnist_batch, fast_path_
     assert not sdit.path.compiled and "stays eager" in sdit.describe()
 
 
+@pytest.mark.slow
 def test_default_path_of_the_small_presets_gives_gradients_close_to_eager_fp32(fmnist_batch, fast_path_cache):
     """The CLI's path for a long small-preset run on a bf16-capable CPU (bf16, compiled), really compiled,
     a few steps of a tiny Spiking U-Net: the check that would have caught bf16 + torch.compile's NaN
@@ -275,8 +274,8 @@ def test_default_path_of_the_small_presets_gives_gradients_close_to_eager_fp32(f
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3)
     for step in range(3):
-        reference = fast_path_result(model, loss_fn, "fp32")
-        candidate = fast_path_result(compiled, loss_fn, "bf16")
+        reference = fast_path.trial_step(model, model, loss_fn, "fp32", "cpu")
+        candidate = fast_path.trial_step(model, compiled, loss_fn, "bf16", "cpu")
         assert fast_path.gradient_agreement(reference, candidate)[0] is None, step
         for p, g in zip(params, candidate[1].split([p.numel() for p in params]), strict=True):
             p.grad = g.view_as(p)
@@ -295,15 +294,6 @@ def test_a_resumed_run_keeps_the_path_its_start_chose(tmp_path):
     assert _path_to_take(tmp_path, False, "auto", "auto") == ("auto", "auto")  # a new run decides anew
 
 
-def fast_path_result(net, loss_fn, precision):
-    with precision_context(precision, "cpu"):
-        loss = loss_fn(net)
-    params = [p for p in net.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return loss.item(), torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float()
-                                   for g, p in zip(grads, params, strict=True)])
-
-
 def test_configs_saved_with_a_boolean_compile_still_load():
     cfg = spikediff.get_preset("fmnist-snn-small").to_dict()
     cfg["train"]["compile"] = True
@@ -312,6 +302,7 @@ def test_configs_saved_with_a_boolean_compile_still_load():
     assert spikediff.Config.from_dict(cfg).train.compile == "off"
 
 
+@pytest.mark.slow
 def test_compiled_sampling_gives_the_same_images():
     """The sampling fast path (folded BatchNorm + torch.compile) against the eager model."""
     from spikediff.sample import generate

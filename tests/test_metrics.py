@@ -115,7 +115,14 @@ def test_inception_path_end_to_end_with_random_weights(tmp_path, small_fmnist_di
     assert "FID (inception-v3)" in result["scores"]
     assert result["protocol"]["num_samples"] == 12 and len(result["protocol"]["weights_sha256"]) == 64
     assert "FID (inception-v3)" in capsys.readouterr().out
-    assert isinstance(InceptionFeatures(weights), InceptionFeatures)
+    # the file's weights are the ones used: the same file gives the same features, another file others
+    other = tmp_path / "other_inception.pth"
+    torch.manual_seed(1)
+    torch.save(torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
+                                               num_classes=1008).state_dict(), other)
+    images = samples.permute(0, 3, 1, 2)[:2]
+    first, again, different = (InceptionFeatures(w)(images)[0] for w in (weights, weights, other))
+    assert np.array_equal(first, again) and not np.allclose(first, different)
 
 
 def test_missing_inception_weights_say_where_to_get_them(monkeypatch):

@@ -1,4 +1,4 @@
-"""Architecture facts (SPEC §1) and the model contract."""
+"""Architecture facts of the papers (parameter counts, layer layout) and the model contract."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_paper_parameter_counts():
     snn = spikediff.build("sddpm-cifar10")
     assert n_params(snn) == 66_696_413

@@ -119,7 +119,7 @@ def test_keep_last_k_checkpoints(straight_run):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
-    import spikediff.train.objectives as objectives
+    import spikediff.objectives as objectives
 
     real, calls = objectives.diffusion_loss, []
 
@@ -158,6 +158,7 @@ def torchrun(nproc: int, *argv: str) -> list[str]:
             "-m", "spikediff", *argv]
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_process_with_twice_the_batch_for_the_ann(tmp_path):
     common = ["train", "--preset", "fmnist-ann-small", "--set", "model.ch_mult=1,2", "--set", "model.dropout=0",
               "--set", "train.batch_size=8", "--set", "train.total_steps=2", "--set", "train.sample_every=0",
@@ -171,6 +172,7 @@ def test_two_ranks_equal_one_process_with_twice_the_batch_for_the_ann(tmp_path):
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_two_ranks_of_the_snn_stay_in_sync_and_track_one_process(tmp_path):
     common = ["train", "--preset", "fmnist-snn-small", *TINY, "--set", "train.total_steps=4"]
     # a sample grid at the last step: every rank samples its share (rank 0 alone would wait for the others)
@@ -184,6 +186,7 @@ def test_two_ranks_of_the_snn_stay_in_sync_and_track_one_process(tmp_path):
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=0.1)
 
 
+@pytest.mark.slow
 def test_sampling_sharded_over_two_ranks_equals_one_process(straight_run, tmp_path):
     # one precision for both: under "auto" each launch times its own paths (two ranks on two cores
     # time differently from one process), and bf16 images differ from fp32 ones

@@ -18,8 +18,8 @@ from spikediff.diffusion import ClassGuided, NoiseSchedule, q_sample, sample_ddp
 from spikediff.diffusion.learned_variance import variational_bound_bits
 from spikediff.models import build_model
 from spikediff.models.rwkv import wkv
+from spikediff.objectives import gaussian_objective
 from spikediff.sample import class_labels, generate
-from spikediff.train.objectives import gaussian_objective
 
 from .conftest import TINY_ANN, TINY_SNN
 
@@ -54,6 +54,7 @@ def test_wkv_recurrence_and_its_gradients_match_the_direct_sum():
     assert wkv(w.float(), u.float(), k.float(), v.float()).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_paper_presets_have_the_reference_parameter_counts():
     # counted on foolLain/SDiT's Diffusion_RWKV(input_size=28, patch_size=2, in_channels=3, num_classes=10,
     # learn_sigma=False); with its default learned-variance head: 11,667,259 and 36,052,047

@@ -15,9 +15,10 @@ from spikediff.config import apply_overrides
 from spikediff.data import load_mnist_like, to_model_range
 from spikediff.diffusion import absorbing_loss, mask_tokens, sample_absorbing
 from spikediff.diffusion.absorbing import loss_weight
-from spikediff.models.vq_svae import decayed_sum, psp
+from spikediff.models.layers import decayed_sum
+from spikediff.models.vq_svae import psp
+from spikediff.objectives import vq_objective
 from spikediff.train import train
-from spikediff.train.objectives import vq_objective
 
 
 def test_vq_svae_reconstructs_real_images_better_than_the_mean_image():
@@ -54,7 +55,7 @@ def test_vq_svae_reconstructs_real_images_better_than_the_mean_image():
 
 def test_readouts_are_the_decayed_membrane_and_the_psp_filter():
     s = torch.tensor([1.0, 0.0, 1.0, 1.0])[:, None]
-    assert math.isclose(decayed_sum(s).item(), 0.8**3 + 0.8 + 1.0, rel_tol=1e-6)
+    assert math.isclose(decayed_sum(s, 0.8).item(), 0.8**3 + 0.8 + 1.0, rel_tol=1e-6)
     p = psp(s).flatten().tolist()  # p <- p + (s - p) / 2
     assert p == [0.5, 0.25, 0.625, 0.8125]
 

@@ -1,4 +1,4 @@
-"""Checkpoints are directories (DESIGN principle 4): ``config.json`` + ``model.safetensors``, and
+"""Checkpoints are directories (docs/architecture.md, Rules): ``config.json`` + ``model.safetensors``, and
 for training ``ema.safetensors`` and ``trainer_state.pt`` (optimizer, lr schedule, step).
 
 Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves a

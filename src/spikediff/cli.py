@@ -13,6 +13,7 @@ import torch
 
 from spikediff import checkpoint
 from spikediff.config import Config, apply_overrides
+from spikediff.families import all_samplers
 from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.train.distributed import default_device, init_distributed, shutdown
@@ -143,7 +144,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     d, device = init_distributed(torch.device(args.device) if args.device else None)  # torchrun shards sampling
     config = checkpoint.load_config(args.checkpoint)
     model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
-    extra = _sampler_options(args, model, config)
+    sampler, steps, extra = _sampling(args, model, config)
     batches = -(-args.num // (args.batch_size * d.world))
     chosen = []
 
@@ -152,8 +153,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         if d.main:
             print(decision.describe(), flush=True)
 
-    with tqdm(total=batches * args.steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
-        images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
+    with tqdm(total=batches * steps, unit="nfe", disable=args.no_progress or not d.main) as bar:
+        images = generate(model, config, args.num, sampler, steps, args.seed, args.batch_size, device,
                           on_step=bar.update, threshold=args.threshold, precision=args.precision,
                           fold_bn=args.fold_bn, compile=args.compile, classes=args.classes, guidance=args.cfg,
                           on_fast_path=on_fast_path, **extra)
@@ -163,25 +164,26 @@ def cmd_sample(args: argparse.Namespace) -> None:
     per_class = config.model.num_classes if config.model.num_classes and args.classes is None else None
     save_samples(images, out, individual=not args.no_png, nrow=per_class)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
-    if args.sampler == "ddpm":
+    if sampler == "ddpm":
         shown.setdefault("variance", "learned" if config.model.learn_sigma else "fixedlarge")
-    meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": args.sampler, "steps": args.steps,
+    meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": sampler, "steps": steps,
             "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
             "fast_path": str(chosen[0].path), "fold_bn": args.fold_bn, **shown}
     if config.model.num_classes:
         meta.update({"classes": "i mod num_classes" if args.classes is None else args.classes, "cfg": args.cfg})
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
-    print(f"wrote {args.num} images ({args.sampler}, {args.steps} steps) to {out}")
+    print(f"wrote {args.num} images ({sampler}, {steps} steps) to {out}")
     if args.evaluate:
-        args.dataset = args.dataset or config.data.dataset
-        _evaluate_and_report(images, args, out / f"metrics-{args.features}.json", {"sampling": meta})
+        _evaluate_and_report(images, args, out / f"metrics-{args.features}.json", {"sampling": meta},
+                             dataset=args.dataset or config.data.dataset)
     shutdown(d)
 
 
-def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra: dict | None = None) -> None:
+def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra: dict | None = None,
+                         dataset: str | None = None) -> None:
     from spikediff.metrics import evaluate_images
 
-    result = evaluate_images(images, args.dataset, args.features, args.split, args.inception_weights,
+    result = evaluate_images(images, dataset or args.dataset, args.features, args.split, args.inception_weights,
                              args.data_dir, progress=not args.no_progress)
     if extra:
         result["protocol"].update(extra)
@@ -214,11 +216,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_energy(args: argparse.Namespace) -> None:
-    from spikediff.data import batch_transform, load_dataset, match_channels
-    from spikediff.diffusion import NoiseSchedule
-    from spikediff.energy import ENERGY_MODELS, measure_energy
-    from spikediff.energy.plots import plot_energy_by_layer, plot_firing_rates
-    from spikediff.energy.report import ANN_ARCHS, ANN_TWINS, ann_twin_report, measure_spiking_diffusion_energy
+    from spikediff.energy.run import measure_model, save_run
 
     if args.preset:
         config, model, label = get_preset(args.preset), checkpoint.build(args.preset), f"{args.preset} (untrained)"
@@ -228,106 +226,55 @@ def cmd_energy(args: argparse.Namespace) -> None:
         out = Path(args.out or Path(args.target) / "energy")
     else:
         raise ValueError("energy needs a checkpoint directory or --preset NAME")
-    if config.model.arch == "vq_svae":
-        raise ValueError("energy measures generators: measure the spiking_diffusion model trained on this VQ-SVAE")
-    data_cfg = replace(config.data, dataset=args.dataset) if args.dataset else config.data
-    dataset = load_dataset(data_cfg, config.model.image_size, "test", args.data_dir)
-    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[: args.num_images]
-    x0 = match_channels(batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size,
-                                        False), config.model.img_ch)
-    energy_model = ENERGY_MODELS[args.energy_model]
-    args.steps = args.steps or config.diffusion.num_steps
-    if config.model.arch == "spiking_diffusion":
-        n = config.diffusion.num_steps
-        ts = _steps_within(args.t or [1, n // 4, n // 2, 3 * n // 4, n], 1, n)
-        report, decoder = measure_spiking_diffusion_energy(model, x0, ts, energy_model, name=label)
-        result = {"report": report.to_dict(), "decoder": decoder.to_dict(), "sampling_steps": args.steps,
-                  "energy_per_image_mj": report.per_image_mj(args.steps) + decoder.energy_mj,
-                  "inputs": f"the tokens of {len(x0)} {data_cfg.dataset} test images, masked as at t in {ts}"}
-        print(f"{decoder.model}: {decoder.energy_mj:.4f} mJ per image")
-    else:
-        n = config.diffusion.num_steps
-        ts = _steps_within(args.t or [0, n // 4, n // 2, n - 1], 0, n - 1)
-        report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model, name=label,
-                                dense=config.model.arch in ANN_ARCHS)
-        result = {"report": report.to_dict(), "sampling_steps": args.steps,
-                  "energy_per_image_mj": report.per_image_mj(args.steps),
-                  "inputs": f"{len(x0)} {data_cfg.dataset} test images noised to t in {ts}"}
+    run = measure_model(model, config, label, ts=args.t, sampling_steps=args.steps, num_images=args.num_images,
+                        dataset=args.dataset, energy_model=args.energy_model, with_ann=not args.no_ann,
+                        data_dir=args.data_dir)
+    report = run.report
+    if run.decoder:
+        print(f"{run.decoder.model}: {run.decoder.energy_mj:.4f} mJ per image")
     print(f"{'layer':<28} {'input':<6} {'rate':>6} {'MMAC':>9} {'MAC':>10} {'AC':>10} {'nJ':>9}")
     for layer in report.layers:
         print(f"{layer.name:<28} {layer.input:<6} {layer.firing_rate:>6.3f} {layer.dense_macs / 1e6:>9.2f} "
               f"{layer.macs / 1e6:>9.2f}M {layer.acs / 1e6:>9.2f}M {layer.energy_pj / 1e3:>9.2f}")
     print(f"{label}: {report.macs / 1e9:.4f} GMAC + {report.acs / 1e9:.4f} GAC = {report.energy_mj:.4f} mJ per "
-          f"evaluation ({energy_model.name}); {result['energy_per_image_mj']:.3f} mJ per image at {args.steps} steps")
-    if config.model.arch in ANN_TWINS and not args.no_ann:
-        ann = ann_twin_report(config, x0, ts, energy_model)
-        result["ann_twin"] = ann.to_dict()
-        result["snn_over_ann"] = report.energy_mj / ann.energy_mj
-        print(f"{ann.model}: {ann.macs / 1e9:.4f} GMAC = {ann.energy_mj:.4f} mJ per evaluation; "
-              f"SNN / ANN energy = {result['snn_over_ann']:.3f}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "energy.json").write_text(json.dumps(result, indent=2))
-    plot_energy_by_layer(report, out / "energy_by_layer.png")
-    plot_firing_rates(report, out / "firing_rates.png")
-    print(f"wrote {out / 'energy.json'}, energy_by_layer.png, firing_rates.png")
+          f"evaluation ({report.energy_model.name}); {run.per_image_mj:.3f} mJ per image at {run.sampling_steps} "
+          "steps")
+    if run.ann:
+        print(f"{run.ann.model}: {run.ann.macs / 1e9:.4f} GMAC = {run.ann.energy_mj:.4f} mJ per evaluation; "
+              f"SNN / ANN energy = {report.energy_mj / run.ann.energy_mj:.3f}")
+    print(f"wrote {save_run(run, out)}, energy_by_layer.png, firing_rates.png")
 
 
-def _steps_within(steps: list[int], low: int, high: int) -> list[int]:
-    if bad := [t for t in steps if not low <= t <= high]:
-        raise ValueError(f"--t {','.join(map(str, bad))}: this model's diffusion steps run from {low} to {high}")
-    return steps
+def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config,
+              threshold: float | None = None) -> tuple[str, int, dict]:
+    """The sampler, step count and sampler options that the command line asks for."""
+    from spikediff.sample import sampler_options, sampling_defaults
 
-
-def _sampler_options(args: argparse.Namespace, model: torch.nn.Module, config: Config) -> dict:
-    """The keyword arguments of the chosen sampler (Analytic-DPM's gamma estimated once and cached);
-    fills in the family's default sampler and step count."""
-    latent = config.model.arch == "spiking_diffusion"
-    args.sampler = args.sampler or ("absorbing" if latent else "ddim")
-    args.steps = args.steps or (config.diffusion.num_steps if latent else 50)
-    if args.sampler == "absorbing":
-        return {"temperature": args.temperature}
-    if args.sampler == "ddim":
-        return {"eta": args.eta}
-    if args.sampler == "ddpm":
-        return {"variance": args.variance} if args.variance else {}
-    if args.sampler == "analytic-dpm":
-        from spikediff.sample import analytic_gamma
-
-        weights = "ema" if getattr(args, "ema", False) else "model"
-        return {"gamma": analytic_gamma(model, config, args.steps, checkpoint.resolve(args.checkpoint),
-                                        threshold=args.threshold, data_dir=args.data_dir, weights=weights)}
-    return {}
-
-
-def _parse_range(text: str) -> list[float]:
-    """``a:b:step`` (inclusive) or ``a,b,c``."""
-    if ":" in text:
-        start, stop, step = (float(v) for v in text.split(":"))
-        n = int(round((stop - start) / step)) + 1
-        return [round(start + i * step, 10) for i in range(n)]
-    return [float(v) for v in text.split(",")]
+    sampler, steps = sampling_defaults(config, args.sampler, args.steps)
+    options = sampler_options(model, config, sampler, steps, eta=args.eta, temperature=args.temperature,
+                              variance=args.variance, threshold=args.threshold if threshold is None else threshold,
+                              checkpoint_dir=checkpoint.resolve(args.checkpoint), data_dir=args.data_dir,
+                              weights="ema" if getattr(args, "ema", False) else "model")
+    return sampler, steps, options
 
 
 def cmd_tg_sweep(args: argparse.Namespace) -> None:
-    from spikediff.metrics import evaluate_images
-    from spikediff.sample import generate
+    from spikediff.threshold_sweep import parse_thresholds, threshold_sweep
 
     config = checkpoint.load_config(args.checkpoint)
     device = args.device or default_device()
     model = checkpoint.load(args.checkpoint, map_location=device)
-    dataset = args.dataset or config.data.dataset
-    rows = []
-    for threshold in _parse_range(args.thresholds):
-        args.threshold = threshold
-        extra = _sampler_options(args, model, config)
-        images = generate(model, config, args.num, args.sampler, args.steps, args.seed, args.batch_size, device,
-                          threshold=threshold, precision=args.precision, fold_bn=args.fold_bn,
-                          compile=args.compile, **extra)
-        result = evaluate_images(images, dataset, args.features, args.split, args.inception_weights, args.data_dir)
-        scores = result["scores"]
-        rows.append({"threshold": threshold, **scores})
-        fid_key = next(k for k in scores if k.startswith("FID"))
-        print(f"threshold {threshold:.4f}: {fid_key} = {scores[fid_key]:.4f}", flush=True)
+    sampler, steps, _ = _sampling(args, model, config)
+
+    def show(row: dict) -> None:
+        fid_key = next(k for k in row if k.startswith("FID"))
+        print(f"threshold {row['threshold']:.4f}: {fid_key} = {row[fid_key]:.4f}", flush=True)
+
+    rows = threshold_sweep(model, config, parse_thresholds(args.thresholds), args.num, sampler, steps,
+                           lambda threshold: _sampling(args, model, config, threshold)[2], dataset=args.dataset,
+                           features=args.features, split=args.split, inception_weights=args.inception_weights,
+                           data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size, device=device,
+                           precision=args.precision, fold_bn=args.fold_bn, compile=args.compile, on_row=show)
     fid_key = next(k for k in rows[0] if k.startswith("FID"))
     base = next((r[fid_key] for r in rows if r["threshold"] == 1.0), None)
     print(f"\n{'threshold':>9}  {fid_key:>24}  {'change vs 1.0':>13}  precision  recall")
@@ -337,7 +284,7 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
         rec = next(v for k, v in r.items() if k.startswith("recall"))
         print(f"{r['threshold']:>9.4f}  {r[fid_key]:>24.4f}  {change:>13}  {prec:9.3f}  {rec:6.3f}")
     out = Path(args.out) if args.out else checkpoint.resolve(args.checkpoint).parent / "tg_sweep.json"
-    protocol = {"num": args.num, "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+    protocol = {"num": args.num, "sampler": sampler, "steps": steps, "seed": args.seed,
                 "features": args.features, "checkpoint": str(args.checkpoint)}
     out.write_text(json.dumps({"protocol": protocol, "rows": rows}, indent=2))
     print(f"wrote {out}")
@@ -365,12 +312,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     if args.source == "sddpm":
-        from spikediff.convert.sddpm import import_sddpm
+        from spikediff.reference_checkpoints.sddpm import import_sddpm
 
         out = import_sddpm(args.input, args.out_dir, spike_steps=args.spike_steps, image_size=args.image_size,
                            base_preset=args.preset, key=args.key, overwrite=args.overwrite)
     else:
-        from spikediff.convert.sdm import import_sdm
+        from spikediff.reference_checkpoints.sdm import import_sdm
 
         out = import_sdm(args.input, args.out_dir, image_size=args.image_size, base_preset=args.preset,
                          key=args.key, overwrite=args.overwrite)
@@ -409,7 +356,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm-solver++", "analytic-dpm", "absorbing"],
+    p.add_argument("--sampler", choices=all_samplers(),
                    help="default: ddim (absorbing for Spiking-Diffusion models)")
     p.add_argument("--steps", type=positive_int, help="number of network evaluations (default 50; the token count for "
                    "absorbing diffusion)")

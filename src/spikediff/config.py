@@ -1,4 +1,4 @@
-"""Dataclass configs, serialised to JSON beside the weights (DESIGN principle 4).
+"""Dataclass configs, serialised to JSON beside the weights (docs/architecture.md, Rules).
 
 One ``Config`` describes a whole run: the network (``ModelConfig``), the Gaussian diffusion
 (``DiffusionConfig``), the data (``DataConfig``) and the optimisation (``TrainConfig``). Presets in

@@ -327,6 +327,26 @@ def gradient_agreement(reference: tuple[float, torch.Tensor],
     return None, figures
 
 
+def trial_step(model: nn.Module, net: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], precision: str,
+               device: torch.device | str) -> tuple[float, torch.Tensor]:
+    """``(loss, flat gradient)`` of one trial step through ``net`` (``model`` or a compiled view of it)
+    in ``precision``; ``model`` is left as found: gradients cleared, BatchNorm statistics restored."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    for q in params:
+        q.grad = None
+    with precision_context(precision, device):
+        loss = loss_fn(net)
+    loss.backward()
+    grad = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).flatten().float() for q in params])
+    for q in params:
+        q.grad = None
+    with torch.no_grad():
+        for k, v in model.named_buffers():
+            v.copy_(buffers[k])
+    return loss.item(), grad
+
+
 def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", budget_s: float = math.inf,
                          steps: float = math.inf, shape: dict | None = None,
@@ -336,22 +356,8 @@ def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.
     Every trial leaves the model as it found it (gradients cleared, BatchNorm statistics restored).
     The budget is the smaller of ``budget_s`` seconds and ``steps`` steps at the measured speed.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    buffers = {k: v.clone() for k, v in model.named_buffers()}
-
     def run(net: nn.Module, p: str) -> tuple[float, torch.Tensor]:
-        for q in params:
-            q.grad = None
-        with precision_context(p, device):
-            loss = loss_fn(net)
-        loss.backward()
-        grad = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).flatten().float() for q in params])
-        for q in params:
-            q.grad = None
-        with torch.no_grad():
-            for k, v in model.named_buffers():
-                v.copy_(buffers[k])
-        return loss.item(), grad
+        return trial_step(model, net, loss_fn, p, device)
 
     def remaining(ms: float) -> float:
         return min(budget_s, steps * ms / 1000)

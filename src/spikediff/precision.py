@@ -13,9 +13,6 @@ import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")
-# Architectures that compile="auto" keeps eager: SDiT's WKV scans are Python loops over the tokens,
-# which torch.compile would unroll into one graph node per token.
-EAGER_UNDER_AUTO = frozenset({"sdit"})
 
 
 def precision_context(precision: str, device: torch.device | str):

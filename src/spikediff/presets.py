@@ -1,6 +1,6 @@
 """Named configurations: every paper setting spikediff claims, and CPU-sized ones for this machine.
 
-Paper presets follow SPEC §1: the reference SDDPM code's optimiser (Adam 2e-4, grad clip 1, no EMA,
+Paper presets follow the SDDPM paper and its code: the reference SDDPM code's optimiser (Adam 2e-4, grad clip 1, no EMA,
 no warmup — the reference defines warmup but never applies it) and the paper's batch of 128.
 """
 
@@ -14,7 +14,7 @@ _SDDPM = ModelConfig(arch="spiking_unet", ch=128, ch_mult=(1, 2, 2, 4), num_res_
 _PAPER_TRAIN = TrainConfig(batch_size=128, lr=2e-4, grad_clip=1.0, total_steps=500_000)
 _GREY = {"img_ch": 1}
 
-# A Spiking U-Net small enough for ~1 hour of useful training on 2 CPU cores (issue 6's bench size).
+# A Spiking U-Net small enough for ~1 hour of useful training on 2 CPU cores (the size `spikediff bench` times).
 _SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=32)
 _SMALL_TRAIN = TrainConfig(
     batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000, save_every=250, sample_every=500,
@@ -35,8 +35,9 @@ def _paper(name: str, dataset: str, flip: bool, **model) -> Config:
 _SMALL_SNN = ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL)
 _FMNIST = DataConfig(dataset="fmnist", random_flip=False)
 
-# Spiking-Diffusion (SPEC §3): LIF (tau 2, hard reset, ATan), T 16, 28x28, codebook 128 x 16, AdamW 1e-3
-# with weight decay 1e-3, batch 32, no clipping; 100 epochs of VQ-SVAE then 200 of diffusion (1875 steps each).
+# Spiking-Diffusion (Liu et al. 2023, Arktis2022/Spiking-Diffusion): LIF (tau 2, hard reset, ATan), T 16,
+# 28x28, codebook 128 x 16, AdamW 1e-3 with weight decay 1e-3, batch 32, no clipping; 100 epochs of
+# VQ-SVAE then 200 of diffusion (1875 steps each).
 _SD_NEURON = NeuronConfig(kind="lif", tau=2.0)
 _SD_MODEL = ModelConfig(arch="vq_svae", image_size=28, img_ch=1, spike_steps=16, neuron=_SD_NEURON,
                         codebook_size=128, latent_ch=16, ch=64, ch_mult=(1, 2, 4, 8, 4), dropout=0.0)
@@ -57,7 +58,7 @@ def _spiking_diffusion(dataset: str) -> dict[str, Config]:
     }
 
 
-# SDiT (SPEC §4, foolLain/SDiT's train.py): 28x28 inputs (CIFAR-10 resized to 28), grey repeated to 3
+# SDiT (Yang et al. 2024, foolLain/SDiT's train.py): 28x28 inputs (CIFAR-10 resized to 28), grey repeated to 3
 # channels, patch 2, LIF (tau 2, threshold 1, ATan) over T = 4, 10 classes with label dropout 0.1;
 # AdamW 1e-4 (torch's default weight decay 0.01), batch 256, no clipping, no EMA, 1600 epochs;
 # sampled with 250 DDPM steps.
@@ -91,7 +92,7 @@ PRESETS: dict[str, Config] = {
         data=_FMNIST,
         train=replace(_SMALL_TRAIN, lr=2e-4, warmup_steps=0, total_steps=500),
     ),
-    # FSDDIM-style options (SPEC §5): LIF neurons, mean-over-T readout, v-prediction, cosine schedule.
+    # FSDDIM-style options (mil-tokyo/FSDDIM): LIF, mean-over-T readout, v-prediction, cosine schedule.
     "fmnist-snn-small-fsddim": Config(
         name="fmnist-snn-small-fsddim",
         model=replace(_SMALL_SNN, neuron=NeuronConfig(kind="lif", tau=2.0), readout="mean"),

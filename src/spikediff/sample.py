@@ -24,9 +24,9 @@ from spikediff.diffusion import (
     sample_absorbing,
     sampling_timesteps,
 )
+from spikediff.families import family_of
 from spikediff.fast_path import Decision, FastPath, agree_across_ranks, choose_sampling_path
 from spikediff.models.folding import fold_batchnorm
-from spikediff.precision import EAGER_UNDER_AUTO
 from spikediff.snn import threshold_scale
 
 GAMMA_FILE = "analytic_gamma.json"
@@ -76,13 +76,9 @@ def generate(
     classifier-free guidance scale (1 = conditional, one evaluation per step; otherwise two). DDPM
     sampling of a model that learns its variance uses that variance unless ``variance`` says otherwise.
     """
-    latent = config.model.arch == "spiking_diffusion"
-    if config.model.arch == "vq_svae":
-        raise ValueError("a VQ-SVAE is the first stage of Spiking-Diffusion, not a generator: train the second "
-                         "stage on it (--preset sd-diffusion-fmnist --init-from THIS_RUN) and sample that")
-    if latent and sampler != "absorbing" or not latent and sampler not in SAMPLERS:
-        valid = ["absorbing"] if latent else sorted(SAMPLERS)
-        raise ValueError(f"sampler {sampler!r} does not apply to {config.model.arch}; expected one of {valid}")
+    family = family_of(config)
+    family.check_sampler(sampler, config.model.arch)
+    latent = family.samples_tokens
     labels = class_labels(config, num, classes, guidance, first)
     if sampler == "ddpm" and config.model.learn_sigma:
         sampler_kwargs.setdefault("variance", "learned")
@@ -154,8 +150,35 @@ def _choose_path(model: nn.Module, config: Config, noise: torch.Tensor, labels: 
     shape = sampling_shape(config, len(x), fold_bn)
     with threshold_scale(model, threshold):
         fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations, shape,
-                                    config.model.arch in EAGER_UNDER_AUTO, *extra)
+                                    family_of(config).eager_under_auto, *extra)
     return agree_across_ranks(fast, model, device)
+
+
+def sampling_defaults(config: Config, sampler: str | None = None, steps: int | None = None) -> tuple[str, int]:
+    """``(sampler, steps)`` with the model family's defaults filled in (DDIM-50 for Gaussian models,
+    absorbing diffusion over every token for Spiking-Diffusion)."""
+    family = family_of(config)
+    return sampler or family.default_sampler, steps or family.default_steps(config)
+
+
+def sampler_options(
+    model: nn.Module, config: Config, sampler: str, steps: int, *, eta: float = 0.0, temperature: float = 1.0,
+    variance: str | None = None, threshold: float = 1.0, checkpoint_dir: str | Path | None = None,
+    data_dir: str | Path | None = None, weights: str = "model",
+) -> dict:
+    """The keyword arguments ``sampler`` takes in :func:`generate`: DDIM's ``eta``, the absorbing
+    sampler's ``temperature``, DDPM's ``variance``, or Analytic-DPM's gamma (estimated once per
+    threshold and weight set, cached beside the checkpoint, see :func:`analytic_gamma`)."""
+    if sampler == "absorbing":
+        return {"temperature": temperature}
+    if sampler == "ddim":
+        return {"eta": eta}
+    if sampler == "ddpm":
+        return {"variance": variance} if variance else {}
+    if sampler == "analytic-dpm":
+        return {"gamma": analytic_gamma(model, config, steps, checkpoint_dir, threshold=threshold, data_dir=data_dir,
+                                        weights=weights)}
+    return {}
 
 
 def sampling_shape(config: Config, batch: int, fold_bn: bool) -> dict:

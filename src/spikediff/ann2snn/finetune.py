@@ -1,4 +1,4 @@
-"""Block-wise fine-tuning of a converted SNN against its quantised ANN (SDM, SPEC §2).
+"""Block-wise fine-tuning of a converted SNN against its quantised ANN (SDM, Cao et al. 2024).
 
 Block by block, from the input to the output, each residual block of the SNN is trained so that its
 output averaged over T matches the ANN block's output (MSE), given the SNN's own input to the block

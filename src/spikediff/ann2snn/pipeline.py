@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from spikediff import checkpoint
-from spikediff.ann2snn.convert import convert, output_error
+from spikediff.ann2snn.conversion import convert, output_error
 from spikediff.ann2snn.finetune import blockwise_finetune
 from spikediff.data import batch_transform, load_dataset
 from spikediff.diffusion import NoiseSchedule, q_sample

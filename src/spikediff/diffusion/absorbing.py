@@ -1,5 +1,5 @@
 """Absorbing-state ("masking") discrete diffusion over latent tokens (Austin et al. 2021; as used by
-Spiking-Diffusion, SPEC §3, after Bond et al.'s "unleashing transformers").
+Spiking-Diffusion, Liu et al. 2023, after Bond et al.'s "unleashing transformers").
 
 With N = the number of tokens as the number of diffusion steps, step t in 1..N masks each token with
 probability t / N (the mask is token K, absorbing: it never turns back). The denoiser predicts the

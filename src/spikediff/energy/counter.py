@@ -1,10 +1,10 @@
-"""Operation counting by observation (DESIGN principle 6): forward hooks on every Conv/Linear layer
+"""Operation counting by observation (docs/architecture.md, Rules): forward hooks on every Conv/Linear layer
 record its dense MACs and whether its input was spikes, and how many of them fired.
 
 Whether an input is "spikes" is measured, not declared: a layer whose input holds only 0 and 1 (or
 -1, 0 and 1: the signed spikes of ANN-to-SNN conversion, an add or a subtract) on every call
 receives spikes and costs accumulates (AC = firing rate x dense MACs, the field's
-convention, SPEC §6); any other layer costs multiply-accumulates. The same code therefore measures
+convention: an AC where a spike arrives); any other layer costs multiply-accumulates. The same code therefore measures
 the Spiking U-Net, its ANN twin and any future backbone. An input that is exactly zero on every
 observed call is indistinguishable from a silent spike train and is counted as one (0 ACs); only
 untrained networks (BatchNorm at its initial statistics) produce such inputs.

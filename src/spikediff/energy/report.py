@@ -151,22 +151,15 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
     return report
 
 
-ANN_ARCHS = ("ann_unet", "qann_unet")
-# The ANN each spiking architecture is compared with: the DDPM U-Net of the same sizes for the Spiking
-# U-Net, the quantised ANN it was converted from for a converted SNN; for SDiT, the same transformer
-# counted as an ANN (its LIF neurons removed, every layer costs what it costs now: its spikes are
-# averaged before any weight layer, so the ratio shows how much the convention credits it).
-ANN_TWINS = {"spiking_unet": "ann_unet", "converted_snn": "qann_unet", "sdit": "sdit"}
-
-
 def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel) -> EnergyReport:
-    """The report of ``config``'s ANN twin (``ANN_TWINS``). An ANN costs dense MACs whatever its
-    weights, so an untrained twin gives its energy exactly."""
+    """The report of ``config``'s ANN twin (its family's ``ann_twins``). An ANN costs dense MACs
+    whatever its weights, so an untrained twin gives its energy exactly."""
     from dataclasses import replace
 
+    from spikediff.families import family_of
     from spikediff.models import build_model
 
-    arch = ANN_TWINS[config.model.arch]
+    arch = family_of(config).ann_twin(config)
     twin = build_model(replace(config.model, arch=arch), config.diffusion.num_steps).to(x0.device)
     return measure_energy(twin, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model,
                           name=f"ANN twin ({config.name})", dense=True)

@@ -7,8 +7,8 @@ from torch import nn
 from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
 from spikediff.models.quant_unet import ConvertedSNN, QuantUNet
-from spikediff.models.sdid import SpikingDiffusion
 from spikediff.models.sdit import SDiT
+from spikediff.models.spiking_diffusion import SpikingDiffusion
 from spikediff.models.spiking_unet import SpikingUNet
 from spikediff.models.vq_svae import VQSVAE
 

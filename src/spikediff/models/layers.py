@@ -1,9 +1,10 @@
-"""Pieces shared by the backbones: the DDPM time embedding, initialisers, and the T <-> batch fold
-that lets 2-D layers run on spike sequences."""
+"""Pieces shared by the backbones: the DDPM time embedding, initialisers, the T <-> batch fold that
+lets 2-D layers run on spike sequences, and the decayed-membrane readout."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,23 @@ def fold(x_seq: torch.Tensor) -> torch.Tensor:
 def unfold(x: torch.Tensor, spike_steps: int) -> torch.Tensor:
     """``[T*B, ...] -> [T, B, ...]``, the inverse of :func:`fold`."""
     return x.view(spike_steps, x.shape[0] // spike_steps, *x.shape[1:])
+
+
+def over_steps(x_seq: torch.Tensor, *layers: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Run 2-D ``layers`` in order on every spiking step of ``x_seq [T, B, ...]`` at once (fold, run, unfold)."""
+    h = fold(x_seq)
+    for layer in layers:
+        h = layer(h)
+    return unfold(h, x_seq.shape[0])
+
+
+def decayed_sum(h_seq: torch.Tensor, decay: float) -> torch.Tensor:
+    """``sum_t decay^(T-1-t) h_t`` over ``h_seq [T, ...]``: the membrane of a non-firing leaky neuron
+    read after the last step (SDDPM's membrane output layer, Spiking-Diffusion's readouts)."""
+    T = h_seq.shape[0]
+    exponents = torch.arange(T - 1, -1, -1, device=h_seq.device, dtype=h_seq.dtype)
+    weights = torch.pow(torch.tensor(decay, dtype=h_seq.dtype, device=h_seq.device), exponents)
+    return (h_seq * weights.view(T, *([1] * (h_seq.dim() - 1)))).sum(0)
 
 
 class ClassEmbedding(nn.Module):

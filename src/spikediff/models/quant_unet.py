@@ -1,4 +1,4 @@
-"""The two networks of SDM's ANN-to-SNN path (SPEC §2), on the ANN twin's U-Net skeleton.
+"""The two networks of SDM's ANN-to-SNN path (Cao et al. 2024), on the ANN twin's U-Net skeleton.
 
 ``QuantUNet`` is the quantised-activation ANN: every Swish of the DDPM U-Net becomes a b-bit uniform
 quantiser of ReLU with a learnable clip (init 6, straight-through gradients), as in the reference. Two
@@ -13,7 +13,7 @@ changes from the reference's network, both because its layers must convert exact
 
 ``ConvertedSNN`` is the same skeleton run over T spiking steps in the folded ``[T*B, ...]`` layout:
 signed IF neurons in place of the quantisers, BatchNorm frozen to its running statistics, the output
-averaged over T. ``spikediff.ann2snn.convert`` fills it from a trained ``QuantUNet``.
+averaged over T. ``spikediff.ann2snn.conversion`` fills it from a trained ``QuantUNet``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SDiT (papers/003, SPEC §4): a diffusion transformer whose attention and MLP are RWKV time-mixing
+"""SDiT (Wang et al. 2024): a diffusion transformer whose attention and MLP are RWKV time-mixing
 and channel-mixing, with LIF neurons on their outputs.
 
 ``model(x [B, C, H, W], t [B], y [B] | None) -> prediction [B, C, H, W]``. The layout follows the
@@ -11,8 +11,8 @@ In each block, learnable "reconstruction" tokens are appended to the sequence; b
 the joined sequence, and the reconstruction tokens, mixed across tokens by two linear layers,
 rescale the patch tokens (``x + x * r``). A mixer's output is repeated over the ``spike_steps``
 (the paper's T = 4), fed to a LIF neuron and averaged over T before the residual add: the spikes
-never reach a weight layer, so by the field's energy convention (SPEC §6) every layer of SDiT is a
-MAC layer — the energy report measures exactly that.
+never reach a weight layer, so by the field's energy convention (an AC where a spike arrives, a MAC
+elsewhere) every layer of SDiT is a MAC layer — the energy report measures exactly that.
 
 Differences from the reference, all numerics-neutral: the neurons hold no state between calls (the
 reference resets its SpikingJelly neurons after every network call, to the same effect); the step

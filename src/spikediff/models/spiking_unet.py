@@ -1,11 +1,12 @@
-"""The SDDPM Spiking U-Net (Cao et al., WACV 2024), exactly as SPEC §1 describes it.
+"""The SDDPM Spiking U-Net (Cao et al., WACV 2024), exactly as the paper and its reference code
+(AndyCao1125/SDDPM) build it.
 
 Data flow: the image is repeated over the T spiking steps (direct coding), every 2-D layer runs on
 the folded ``[T*B, C, H, W]`` tensor (BatchNorm statistics shared over T), spikes pass between
 blocks only after a neuron, residual sums stay real-valued ("pre-spike"), and the output head
 decodes the sequence with a membrane output layer ``sum_t decay^(T-1-t) h_t``.
 
-Initialisation follows the reference code where SPEC's one-line summary is coarser: the stem's
+Initialisation follows the reference code where the paper's one-line summary is coarser: the stem's
 second conv and the head's Conv3d keep PyTorch's default init there, everything else is Xavier.
 
 Options beyond SDDPM: ``tsm`` (SDM's Temporal-wise Spiking Mechanism: every Conv2d scales its
@@ -23,7 +24,16 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from spikediff.config import ModelConfig
-from spikediff.models.layers import TimeEmbedding, add_class, class_embedding, fold, unfold, xavier_
+from spikediff.models.layers import (
+    TimeEmbedding,
+    add_class,
+    class_embedding,
+    decayed_sum,
+    fold,
+    over_steps,
+    unfold,
+    xavier_,
+)
 from spikediff.snn import make_neuron
 
 
@@ -72,11 +82,11 @@ class SpikingStem(nn.Module):
     def forward(self, x: torch.Tensor, spike_steps: int) -> torch.Tensor:
         T = spike_steps
         if isinstance(self.conv_in, TSMConv2d):
-            h = unfold(self.bn_in(self.conv_in(fold(x.unsqueeze(0).expand(T, *x.shape)))), T)
+            h = over_steps(x.unsqueeze(0).expand(T, *x.shape), self.conv_in, self.bn_in)
         else:
             once = self.bn_in(self.conv_in(x))
             h = once.unsqueeze(0).expand(T, *once.shape)
-        return unfold(self.bn_out(self.conv_out(fold(self.neuron(h)))), T)
+        return over_steps(self.neuron(h), self.conv_out, self.bn_out)
 
 
 class PreSpikeResBlock(nn.Module):
@@ -104,11 +114,9 @@ class PreSpikeResBlock(nn.Module):
                 xavier_(layer)
 
     def forward(self, x_seq: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        T = x_seq.shape[0]
-        h = unfold(self.bn1(self.conv1(fold(self.neuron1(x_seq)))), T)
+        h = over_steps(self.neuron1(x_seq), self.conv1, self.bn1)
         h = h + self.temb_proj(F.silu(temb))[None, :, :, None, None]
-        h = self.bn2(self.conv2(fold(self.neuron2(h))))
-        return unfold(h + self.shortcut(fold(x_seq)), T)
+        return over_steps(self.neuron2(h), self.conv2, self.bn2) + over_steps(x_seq, self.shortcut)
 
 
 class SpikingDownsample(nn.Module):
@@ -124,7 +132,7 @@ class SpikingDownsample(nn.Module):
         xavier_(self.conv)
 
     def forward(self, x_seq: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return unfold(self.bn(self.conv(fold(self.neuron(x_seq)))), x_seq.shape[0])
+        return over_steps(self.neuron(x_seq), self.conv, self.bn)
 
 
 class SpikingUpsample(nn.Module):
@@ -140,8 +148,8 @@ class SpikingUpsample(nn.Module):
         xavier_(self.conv)
 
     def forward(self, x_seq: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(fold(self.neuron(x_seq)), scale_factor=2, mode="nearest")
-        return unfold(self.bn(self.conv(h)), x_seq.shape[0])
+        return over_steps(self.neuron(x_seq), partial(F.interpolate, scale_factor=2, mode="nearest"), self.conv,
+                          self.bn)
 
 
 class MembraneOutputLayer(nn.Module):
@@ -152,10 +160,7 @@ class MembraneOutputLayer(nn.Module):
         self.decay = decay
 
     def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
-        T = h_seq.shape[0]
-        exponents = torch.arange(T - 1, -1, -1, device=h_seq.device, dtype=h_seq.dtype)
-        weights = torch.pow(torch.tensor(self.decay, dtype=h_seq.dtype, device=h_seq.device), exponents)
-        return (h_seq * weights.view(T, *([1] * (h_seq.dim() - 1)))).sum(0)
+        return decayed_sum(h_seq, self.decay)
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"
@@ -186,10 +191,9 @@ class MembraneOutputHead(nn.Module):
         xavier_(self.conv, gain=1e-5)
 
     def forward(self, h_seq: torch.Tensor) -> torch.Tensor:
-        T = h_seq.shape[0]
-        h = unfold(self.conv(F.silu(self.bn(fold(h_seq)))), T)
+        h = over_steps(h_seq, self.bn, F.silu, self.conv)
         r = self.temporal_conv(h.permute(1, 2, 3, 4, 0)).permute(4, 0, 1, 2, 3)
-        h = h + unfold(F.silu(self.temporal_bn(fold(r))), T)
+        h = h + over_steps(r, self.temporal_bn, F.silu)
         return self.readout(h)
 
 

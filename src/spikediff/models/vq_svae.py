@@ -1,4 +1,4 @@
-"""Spiking-Diffusion's VQ-SVAE (Liu et al. 2023; SPEC §3): a spiking autoencoder with a discrete
+"""Spiking-Diffusion's VQ-SVAE (Liu et al. 2023): a spiking autoencoder with a discrete
 latent of ``(H/4) x (W/4)`` tokens (7 x 7 for 28 x 28 images) from a codebook of ``K`` vectors.
 
 Layers follow the reference (Arktis2022/Spiking-Diffusion): LIF neurons (tau 2, hard reset, ATan), T
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikediff.config import ModelConfig
-from spikediff.models.layers import fold, unfold
+from spikediff.models.layers import decayed_sum, over_steps
 from spikediff.snn import make_neuron
 
 MEMBRANE_DECAY = 0.8  # the reference's readout decay
@@ -37,14 +37,7 @@ class SeqLayer(nn.Module):
         self.bn = nn.BatchNorm2d(bn) if bn else nn.Identity()
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return unfold(self.bn(self.layer(fold(x_seq))), x_seq.shape[0])
-
-
-def decayed_sum(x_seq: torch.Tensor, decay: float = MEMBRANE_DECAY) -> torch.Tensor:
-    """``sum_t decay^(T-1-t) x_t``: a leaky membrane read at the last step."""
-    T = x_seq.shape[0]
-    weights = decay ** torch.arange(T - 1, -1, -1, dtype=x_seq.dtype, device=x_seq.device)
-    return torch.einsum("t,t...->...", weights, x_seq)
+        return over_steps(x_seq, self.layer, self.bn)
 
 
 def psp(s_seq: torch.Tensor, tau: float = PSP_TAU) -> torch.Tensor:
@@ -88,7 +81,7 @@ class VQSVAE(nn.Module):
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spikes = self.encoder(self._repeat(x))
-        return spikes, (1 - self.mix) * decayed_sum(spikes) + self.mix * spikes.mean(0)
+        return spikes, (1 - self.mix) * decayed_sum(spikes, MEMBRANE_DECAY) + self.mix * spikes.mean(0)
 
     def _nearest(self, z: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for every vector of ``z [B, d, h, w]``."""
@@ -107,7 +100,7 @@ class VQSVAE(nn.Module):
 
     def _decode_codes(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spikes = self.spike_generator(self._repeat(q))
-        return spikes, torch.tanh(decayed_sum(self.decoder(spikes)))
+        return spikes, torch.tanh(decayed_sum(self.decoder(spikes), MEMBRANE_DECAY))
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from tokens."""

@@ -1,4 +1,4 @@
-"""Multi-step spiking neurons that hold no state between calls (DESIGN principle 1).
+"""Multi-step spiking neurons that hold no state between calls (docs/architecture.md, Rules).
 
 Each neuron takes a whole sequence ``x_seq [T, B, ...]``, runs the T spiking steps inside one
 forward and returns the spike sequence. The membrane starts at ``v_reset`` (hard reset) or 0 (soft
@@ -57,9 +57,16 @@ def lif_sequence(x_seq: torch.Tensor, p: NeuronConfig, v_threshold: float | None
     return torch.stack(out)
 
 
-class SpikingNeuron(nn.Module):
-    """Base of the neuron modules: holds the parameters and a plain, scalable ``v_threshold``;
-    subclasses set ``dynamics``, the sequence function they run."""
+class Neuron(nn.Module):
+    """What every spiking neuron offers the rest of the library: a ``v_threshold`` that can be read
+    and set (threshold guidance scales it at sampling time) and ``[T, B, ...]`` spikes out."""
+
+    v_threshold: float
+
+
+class SpikingNeuron(Neuron):
+    """Base of the trained neurons (IF, LIF): holds the parameters and a plain, scalable
+    ``v_threshold``; subclasses set ``dynamics``, the sequence function they run."""
 
     dynamics: staticmethod
 

@@ -1,4 +1,4 @@
-"""The signed integrate-and-fire neuron of quantised ANN-to-SNN conversion (SDM, SPEC §2; after
+"""The signed integrate-and-fire neuron of quantised ANN-to-SNN conversion (SDM, Cao et al. 2024; after
 Fast-SNN): its spike count over T steps reproduces a b-bit quantised ReLU when T = 2^b - 1.
 
 Why each rule: the membrane starts at half the threshold so that the count is the *rounded* (not the
@@ -12,7 +12,8 @@ spikes, as on neuromorphic hardware, and the energy counter can tell.
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from spikediff.snn.neurons import Neuron
 
 # A membrane counts as below zero under this, as in the reference, so rounding noise of an exact zero
 # does not trigger a negative spike.
@@ -38,7 +39,7 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
     return out
 
 
-class SignedIFNeuron(nn.Module):
+class SignedIFNeuron(Neuron):
     """Signed IF with a per-layer threshold (the quantiser's clip, kept in the checkpoint as ``alpha``).
     ``v_threshold`` is the scalable attribute threshold guidance uses.
 

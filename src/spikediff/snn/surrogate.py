@@ -12,14 +12,18 @@ import math
 import torch
 
 
-class _ATanSpike(torch.autograd.Function):
-    """Heaviside forward; backward ``alpha / 2 / (1 + (pi / 2 * alpha * u)^2)`` (SPEC §1)."""
+class _Spike(torch.autograd.Function):
+    """Heaviside forward, shared by every surrogate; subclasses give the backward."""
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, alpha: float) -> torch.Tensor:
         ctx.save_for_backward(u)
         ctx.alpha = alpha
         return (u >= 0).to(u.dtype)
+
+
+class _ATanSpike(_Spike):
+    """Backward ``alpha / 2 / (1 + (pi / 2 * alpha * u)^2)`` (SDDPM's ATan surrogate)."""
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -29,14 +33,8 @@ class _ATanSpike(torch.autograd.Function):
         return grad_out * grad, None
 
 
-class _SigmoidSpike(torch.autograd.Function):
-    """Heaviside forward; backward ``alpha * s * (1 - s)`` with ``s = sigmoid(alpha * u)``."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(u)
-        ctx.alpha = alpha
-        return (u >= 0).to(u.dtype)
+class _SigmoidSpike(_Spike):
+    """Backward ``alpha * s * (1 - s)`` with ``s = sigmoid(alpha * u)``."""
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):

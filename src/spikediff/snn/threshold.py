@@ -8,13 +8,12 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from spikediff.snn.neurons import SpikingNeuron
-from spikediff.snn.signed_if import SignedIFNeuron
+from spikediff.snn.neurons import Neuron
 
 
-def spiking_neurons(model: nn.Module) -> list[SpikingNeuron | SignedIFNeuron]:
+def spiking_neurons(model: nn.Module) -> list[Neuron]:
     """All spiking neurons of ``model``, in module order."""
-    return [m for m in model.modules() if isinstance(m, SpikingNeuron | SignedIFNeuron)]
+    return [m for m in model.modules() if isinstance(m, Neuron)]
 
 
 @contextmanager

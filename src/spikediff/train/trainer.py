@@ -26,7 +26,6 @@ from spikediff.checkpoint import (
     RUN_CHECKPOINTS,
     WEIGHTS_FILE,
     build,
-    load_config,
     load_trainer_state,
     load_weights,
     prune,
@@ -36,8 +35,9 @@ from spikediff.checkpoint import (
 )
 from spikediff.config import Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset, match_channels
+from spikediff.families import family_of
 from spikediff.fast_path import COMPILE_OPTIONS, agree_across_ranks, choose_training_path
-from spikediff.precision import EAGER_UNDER_AUTO
+from spikediff.objectives import dataset_variance
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
     Dist,
@@ -49,7 +49,6 @@ from spikediff.train.distributed import (
     shutdown,
 )
 from spikediff.train.ema import EMA
-from spikediff.train.objectives import dataset_variance, make_objective
 
 RUN_CONFIG = "config.json"
 LOG_FILE = "log.jsonl"
@@ -182,19 +181,6 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
-VQ_FIELDS = ("image_size", "img_ch", "spike_steps", "neuron", "codebook_size", "latent_ch")
-
-
-def _check_same_vq(config: Config, vq_config: Config, vq_dir: str | Path) -> None:
-    """The second Spiking-Diffusion stage rebuilds the first stage's VQ-SVAE from its own config: they must agree."""
-    if vq_config.model.arch != "vq_svae":
-        raise ValueError(f"--init-from {vq_dir} is a {vq_config.model.arch} run; expected a vq_svae run")
-    differ = [f for f in VQ_FIELDS if getattr(config.model, f) != getattr(vq_config.model, f)]
-    if differ:
-        raise ValueError(f"model.{', model.'.join(differ)} differ from the VQ-SVAE run {vq_dir} "
-                         f"({', '.join(f'{f}={getattr(vq_config.model, f)}' for f in differ)}): set them the same")
-
-
 def _fit_end(plan: dict, done: int, fit_at: int, deadline: float, total_steps: int, d: Dist,
              device: torch.device) -> bool:
     """Time steps ``fit_at - FIT_STEPS .. fit_at`` and set ``plan["end"]`` to the last step the time
@@ -245,15 +231,11 @@ def train(
 
     torch.manual_seed(t.seed)
     model = build(config).to(device)
-    if config.model.arch == "spiking_diffusion" and init_from is None and not resume:
-        raise ValueError("the spiking-diffusion stage trains over a trained VQ-SVAE's codes: pass --init-from "
-                         "the run of its first stage (e.g. --preset sd-vq-fmnist)")
-    if init_from is not None and config.model.arch == "spiking_diffusion":
-        _check_same_vq(config, load_config(init_from), init_from)
-        load_weights(model.vq, resolve(init_from) / WEIGHTS_FILE, device)
-    elif init_from is not None:
-        # a plain Spiking U-Net starts a TSM model: its per-step scales keep their initial 1.0
-        load_weights(model, resolve(init_from) / WEIGHTS_FILE, device, missing_ok=("tsm_p",))
+    family = family_of(config)
+    if family.needs_init_from and init_from is None and not resume:
+        raise ValueError(family.needs_init_from)
+    if init_from is not None:
+        family.init_from(model, config, Path(init_from), device)
     optimizer = make_optimizer(model, config)
     plan = {"end": t.total_steps}  # the last step: total_steps, or where a decaying lr fits the time budget
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -309,7 +291,7 @@ def train(
             save_grid(images, out_dir / "samples" / f"step_{step:07d}.png", config.model.num_classes or None)
         model.train()
 
-    objective = make_objective(config, model, lambda: dataset_variance(dataset, config))
+    objective = family.objective(config, model, lambda: dataset_variance(dataset, config))
     mine = slice(d.rank * local, (d.rank + 1) * local)
     micro = local // t.grad_accum
 
@@ -338,7 +320,7 @@ def train(
     fast = choose_training_path(
         model, first_loss, device, precision, compile_mode, budget_s=deadline - time.monotonic(),
         steps=(t.total_steps - start) * t.grad_accum, shape=training_shape(config, micro),
-        eager_under_auto=config.model.arch in EAGER_UNDER_AUTO,
+        eager_under_auto=family.eager_under_auto,
     )
     fast = agree_across_ranks(fast, model, device)
     step_model = fast.model

@@ -1,4 +1,4 @@
-"""Quantised ANN -> SNN (SDM, SPEC §2): same weights, signed IF neurons in place of the quantisers.
+"""Quantised ANN -> SNN (SDM, Cao et al. 2024): same weights, signed IF neurons in place of the quantisers.
 
 Each quantiser ``alpha * round(clamp(x / alpha, 0, 1) * L) / L`` becomes a signed IF neuron with
 threshold ``alpha`` whose spikes (-1, 0, +1) count, over T = L steps, the same ``round(x / alpha * L)``
@@ -16,7 +16,7 @@ from torch import nn
 
 from spikediff.config import Config
 from spikediff.models.ann_unet import ResBlock, UNet
-from spikediff.models.quant_unet import ConvertedSNN, QuantReLU
+from spikediff.models.quant_unet import ConvertedSNN, QuantReLU, QuantUNet
 
 
 def activation_consumers(model: UNet) -> list[tuple[str, str]]:
@@ -36,7 +36,7 @@ def default_spike_steps(quant_bits: int) -> int:
 
 def convert(qann: nn.Module, config: Config, spike_steps: int | None = None) -> tuple[ConvertedSNN, Config]:
     """The SNN of a trained quantised ANN (``arch="qann_unet"``), and its config, ready to save."""
-    if config.model.arch != "qann_unet":
+    if not isinstance(qann, QuantUNet):
         raise ValueError(f"ann2snn converts a quantised ANN (arch 'qann_unet', e.g. preset fmnist-qann-small); "
                          f"this checkpoint is {config.model.arch!r}")
     steps = spike_steps or default_spike_steps(config.model.quant_bits)

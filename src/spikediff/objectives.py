@@ -89,12 +89,3 @@ def dataset_variance(dataset: torch.utils.data.Dataset, config: Config, limit: i
 
     images = torch.stack([dataset[i] for i in range(min(limit, len(dataset)))])
     return float(batch_transform(images, config.model.image_size, False).var())
-
-
-def make_objective(config: Config, model: nn.Module, dataset_variance: Callable[[], float]) -> Objective:
-    """The objective of ``config.model.arch``; ``dataset_variance`` is called only by the VQ-SVAE."""
-    if config.model.arch == "vq_svae":
-        return vq_objective(dataset_variance())
-    if config.model.arch == "spiking_diffusion":
-        return absorbing_objective(config, model)
-    return gaussian_objective(config)

@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 
 from spikediff.checkpoint import save
-from spikediff.convert.sddpm import (
+from spikediff.presets import get_preset
+from spikediff.reference_checkpoints.sddpm import (
     infer_architecture,
     load_imported,
     read_reference_state,
     rename_reference_keys,
     require_unet_keys,
 )
-from spikediff.presets import get_preset
 
 
 def unwrap_tsm_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
