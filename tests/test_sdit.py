@@ -14,7 +14,7 @@ import spikediff
 from spikediff.cli import main
 from spikediff.config import ModelConfig, NeuronConfig
 from spikediff.data import load_mnist_like, match_channels, to_model_range
-from spikediff.diffusion import ClassGuided, NoiseSchedule, q_sample, sample_ddpm
+from spikediff.diffusion import ClassGuided, Denoiser, NoiseSchedule, q_sample, sample_ddpm
 from spikediff.diffusion.learned_variance import variational_bound_bits
 from spikediff.models import build_model
 from spikediff.models.rwkv import wkv
@@ -83,13 +83,16 @@ def test_learned_variance_spans_ddpms_two_fixed_variances():
     def learned(v):
         return lambda x, t: torch.cat([fixed_eps(x, t), torch.full_like(x, v)], dim=1)
 
-    def run(model, variance):
-        return sample_ddpm(model, schedule, noise, 10, torch.Generator().manual_seed(1), variance=variance)
+    def run(model, variance, learned_variance=False):
+        return sample_ddpm(Denoiser(model, learned_variance=learned_variance), schedule, noise, 10,
+                           torch.Generator().manual_seed(1), variance=variance)
 
-    torch.testing.assert_close(run(learned(-1.0), "learned"), run(fixed_eps, "fixedsmall"))
-    torch.testing.assert_close(run(learned(1.0), "learned"), run(fixed_eps, "fixedlarge"))
+    torch.testing.assert_close(run(learned(-1.0), "learned", True), run(fixed_eps, "fixedsmall"))
+    torch.testing.assert_close(run(learned(1.0), "learned", True), run(fixed_eps, "fixedlarge"))
     with pytest.raises(ValueError, match="learn_sigma"):
         run(fixed_eps, "learned")
+    with pytest.raises(ValueError, match="output has 2 channels; a network that predicts without a variance has 1"):
+        run(learned(1.0), "fixedlarge")
 
 
 def test_variational_bound_vanishes_for_the_true_posterior_only():

@@ -66,7 +66,7 @@ def test_a_decaying_learning_rate_is_fitted_to_the_time_budget(monkeypatch):
     plan, local = {"end": 10_000}, Dist(0, 1, 0)
     assert trainer._fit_end(plan, 1, 11, 205.0, 10_000, local, torch.device("cpu"))  # still timing
     assert not trainer._fit_end(plan, 11, 11, 205.0, 10_000, local, torch.device("cpu"))
-    assert plan == {"end": 11 + int(trainer.FIT_MARGIN * 100 / 0.5)}
+    assert plan == {"end": 11 + int(trainer.FIT_MARGIN * 100 / 0.5), "fitted": True}
     clock = iter([0.0, 10.0])
     plan = {"end": 50}
     trainer._fit_end(plan, 1, 11, 1e9, 50, local, torch.device("cpu"))

@@ -19,6 +19,7 @@ from spikediff.data.transforms import to_uint8
 from spikediff.diffusion import (
     SAMPLERS,
     ClassGuided,
+    Denoiser,
     NoiseSchedule,
     estimate_gamma,
     sample_absorbing,
@@ -116,12 +117,11 @@ def generate(
                 if labels is not None:
                     net = ClassGuided(model, labels[start : start + batch_size].to(device), guidance, m.num_classes)
                 x = SAMPLERS[sampler](
-                    net,
+                    denoiser_of(net, config),
                     schedule,
                     noise[start : start + batch_size].to(device),
                     steps,
                     generator=generator,
-                    prediction=config.diffusion.prediction,
                     callback=callback,
                     **sampler_kwargs,
                 )
@@ -152,6 +152,11 @@ def _choose_path(model: nn.Module, config: Config, noise: torch.Tensor, labels: 
         fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations, shape,
                                     family_of(config).eager_under_auto, *extra)
     return agree_across_ranks(fast, model, device)
+
+
+def denoiser_of(net: nn.Module, config: Config) -> Denoiser:
+    """``net`` as the samplers see it: with its config's prediction type and variance output."""
+    return Denoiser(net, config.diffusion.prediction, config.model.learn_sigma)
 
 
 def sampling_defaults(config: Config, sampler: str | None = None, steps: int | None = None) -> tuple[str, int]:
@@ -238,7 +243,7 @@ def analytic_gamma(
         with threshold_scale(model, threshold):
             for t in todo:
                 chunks = [x0[i : i + 64].to(device) for i in range(0, len(x0), 64)]
-                values = [estimate_gamma(model, schedule, c, [t], config.diffusion.prediction, gen)[0] for c in chunks]
+                values = [estimate_gamma(denoiser_of(model, config), schedule, c, [t], gen)[0] for c in chunks]
                 known[str(t)] = sum(v * len(c) for v, c in zip(values, chunks, strict=True)) / len(x0)
         if path:
             path.write_text(json.dumps(cache, indent=1))

@@ -1,15 +1,9 @@
 """Gaussian diffusion: schedules, the training objective, and samplers."""
 
 from spikediff.diffusion.absorbing import absorbing_loss, mask_tokens, sample_absorbing
+from spikediff.diffusion.denoiser import PREDICTIONS, Denoiser, to_x0_eps
 from spikediff.diffusion.guidance import ClassGuided
-from spikediff.diffusion.objectives import (
-    PREDICTIONS,
-    diffusion_loss,
-    q_sample,
-    snr_weight,
-    to_x0_eps,
-    training_target,
-)
+from spikediff.diffusion.objectives import diffusion_loss, q_sample, snr_weight, training_target
 from spikediff.diffusion.samplers import (
     SAMPLERS,
     analytic_variances,
@@ -25,6 +19,7 @@ from spikediff.diffusion.schedule import NoiseSchedule
 
 __all__ = [
     "ClassGuided",
+    "Denoiser",
     "absorbing_loss",
     "mask_tokens",
     "sample_absorbing",

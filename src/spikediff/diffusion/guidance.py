@@ -30,4 +30,4 @@ class ClassGuided(nn.Module):
         cond, uncond = both.chunk(2)
         c = x.shape[1]
         guided = uncond[:, :c] + self.scale * (cond[:, :c] - uncond[:, :c])
-        return torch.cat([guided, cond[:, c:]], dim=1) if cond.shape[1] > c else guided
+        return torch.cat([guided, cond[:, c:]], dim=1)  # any variance channels: the conditional ones

@@ -17,15 +17,6 @@ import torch
 from spikediff.diffusion.schedule import NoiseSchedule, gather
 
 
-def split_output(out: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(prediction, v)`` of a network output; ``v`` is None for an output of ``channels`` channels."""
-    if out.shape[1] == channels:
-        return out, None
-    if out.shape[1] != 2 * channels:
-        raise ValueError(f"network output has {out.shape[1]} channels; expected {channels} or {2 * channels}")
-    return out[:, :channels], out[:, channels:]
-
-
 def interpolated_log_variance(v: torch.Tensor, beta: torch.Tensor, posterior_var: torch.Tensor) -> torch.Tensor:
     """``f log beta + (1 - f) log posterior_var`` with ``f = (v + 1) / 2`` (bounds broadcast against v)."""
     frac = (v + 1) / 2

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from spikediff.diffusion.learned_variance import split_output, variational_bound_bits
+from spikediff.diffusion.denoiser import PREDICTIONS, ModelFn, split_variance, to_x0_eps
+from spikediff.diffusion.learned_variance import variational_bound_bits
 from spikediff.diffusion.schedule import NoiseSchedule, gather
-
-PREDICTIONS = ("eps", "v", "x0")
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -27,18 +23,6 @@ def training_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, abar
         return abar.sqrt() * noise - (1 - abar).sqrt() * x0
     if prediction == "x0":
         return x0
-    raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-
-
-def to_x0_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor):
-    """Turn a network output into ``(x0_hat, eps_hat)`` at noise level ``abar``."""
-    a, s = abar.sqrt(), (1 - abar).sqrt()
-    if prediction == "eps":
-        return (x_t - s * output) / a, output
-    if prediction == "v":
-        return a * x_t - s * output, s * x_t + a * output
-    if prediction == "x0":
-        return output, (x_t - a * output) / s
     raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
 
 
@@ -86,9 +70,7 @@ def diffusion_loss(
             return torch.nn.functional.mse_loss(model(x_t, t), target)
         error = (model(x_t, t).float() - target).square().flatten(1).mean(1)
         return (snr_weight(prediction, abar.flatten(), min_snr_gamma) * error).mean()
-    out, v = split_output(model(x_t, t), x0.shape[1])
-    if v is None:
-        raise ValueError("learned_variance needs a network with 2x the image channels (model.learn_sigma)")
+    out, v = split_variance(model(x_t, t), x0.shape[1], learned_variance=True)
     x0_hat, _ = to_x0_eps(prediction, out.detach().float(), x_t, abar)
     bound = variational_bound_bits(schedule, x0, x_t, t, x0_hat, v.float())
     return torch.nn.functional.mse_loss(out, target) + bound.mean()

@@ -1,4 +1,8 @@
-"""Samplers as stateless functions of (model function, schedule, noise, steps, generator).
+"""Samplers as stateless functions of (denoiser, schedule, noise, steps, generator).
+
+The denoiser (:class:`~spikediff.diffusion.denoiser.Denoiser`) carries the network's prediction
+type, variance output and clipping; a plain model function counts as an eps-predicting network,
+clipped.
 
 Every sampler accepts any number of steps: ``steps`` is a count (spread evenly over the schedule
 from t = N-1, ending at t = 0 for two steps or more) or an explicit descending list of diffusion
@@ -11,11 +15,12 @@ single-step coefficients that the reference SDDPM code reuses when it strides.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
-from spikediff.diffusion.learned_variance import interpolated_log_variance, split_output
-from spikediff.diffusion.objectives import ModelFn, to_x0_eps
+from spikediff.diffusion.denoiser import Denoiser, ModelFn, as_denoiser
+from spikediff.diffusion.learned_variance import interpolated_log_variance
 from spikediff.diffusion.schedule import NoiseSchedule
 
 Callback = Callable[[int, int, torch.Tensor], None]  # (index, t, x after the step)
@@ -64,18 +69,18 @@ def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
 
 
-def _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback) -> torch.Tensor:
+def _ancestral(denoiser: Denoiser, schedule, noise, ts, var, generator, callback) -> torch.Tensor:
     """The DDPM reverse chain over ``ts``: posterior mean at the predicted x0, plus ``var[i]`` noise
     (``var=None``: the variance the network predicts, between the respaced beta and posterior variance)."""
+    if var is None and not denoiser.learned_variance:
+        raise ValueError("variance='learned' needs a network that predicts it (model.learn_sigma)")
     c = respaced_coefficients(schedule, ts)
     x = noise
     for i, t in enumerate(ts):
-        x0, _, v = _denoise(model_fn, prediction, x, t, c["abar"][i], clip_denoised, with_variance=True)
+        x0, _, v = denoiser(x, t, c["abar"][i])
         x = float(c["coef_x0"][i]) * x0 + float(c["coef_xt"][i]) * x
         if i < len(ts) - 1:
             if var is None:
-                if v is None:
-                    raise ValueError("variance='learned' needs a network that predicts it (model.learn_sigma)")
                 log_var = interpolated_log_variance(v.float(), c["beta"][i].float(), c["posterior_var"][i].float())
                 x = x + torch.exp(0.5 * log_var).to(x.dtype) * _randn(x, generator)
             else:
@@ -85,29 +90,14 @@ def _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_d
     return x
 
 
-def _denoise(model_fn, prediction, x, t, abar, clip, with_variance: bool = False):
-    """Run the network at step ``t`` and return ``(x0_hat, eps_hat)``, x0 optionally clipped to [-1, 1];
-    with ``with_variance``, also the variance output ``v`` of a network that learns it (else None)."""
-    t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-    abar_x = torch.as_tensor(abar, dtype=x.dtype, device=x.device)
-    out, v = split_output(model_fn(x, t_batch), x.shape[1])
-    x0, eps = to_x0_eps(prediction, out, x, abar_x)
-    if clip:
-        x0 = x0.clamp(-1, 1)
-        eps = (x - abar_x.sqrt() * x0) / (1 - abar_x).sqrt()
-    return (x0, eps, v) if with_variance else (x0, eps)
-
-
 @torch.no_grad()
 def sample_ddpm(
-    model_fn: ModelFn,
+    denoiser: Denoiser | ModelFn,
     schedule: NoiseSchedule,
     noise: torch.Tensor,
     steps: int | Sequence[int] = 1000,
     generator: torch.Generator | None = None,
     variance: str = "fixedlarge",
-    prediction: str = "eps",
-    clip_denoised: bool = True,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """Ancestral DDPM sampling from ``noise`` (``x_T``).
@@ -122,28 +112,27 @@ def sample_ddpm(
     ts = sampling_timesteps(schedule.num_steps, steps)
     c = respaced_coefficients(schedule, ts)
     var = {"fixedlarge": c["beta"], "fixedsmall": c["posterior_var"], "learned": None}[variance]
-    return _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback)
+    return _ancestral(as_denoiser(denoiser), schedule, noise, ts, var, generator, callback)
 
 
 @torch.no_grad()
 def sample_ddim(
-    model_fn: ModelFn,
+    denoiser: Denoiser | ModelFn,
     schedule: NoiseSchedule,
     noise: torch.Tensor,
     steps: int | Sequence[int] = 50,
     generator: torch.Generator | None = None,
     eta: float = 0.0,
-    prediction: str = "eps",
-    clip_denoised: bool = True,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021): deterministic for ``eta=0``; ``eta=1`` is DDPM-like ancestral noise."""
+    denoiser = as_denoiser(denoiser)
     ts = sampling_timesteps(schedule.num_steps, steps)
     c = respaced_coefficients(schedule, ts)
     x = noise
     for i, t in enumerate(ts):
         abar, abar_prev = c["abar"][i], c["abar_prev"][i]
-        x0, eps = _denoise(model_fn, prediction, x, t, abar, clip_denoised)
+        x0, eps, _ = denoiser(x, t, abar)
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
         x = float(abar_prev.sqrt()) * x0 + float((1 - abar_prev - sigma**2).clamp(min=0).sqrt()) * eps
         if eta > 0 and i < len(ts) - 1:
@@ -156,13 +145,11 @@ def sample_ddim(
 
 @torch.no_grad()
 def sample_dpm_solver_pp(
-    model_fn: ModelFn,
+    denoiser: Denoiser | ModelFn,
     schedule: NoiseSchedule,
     noise: torch.Tensor,
     steps: int | Sequence[int] = 20,
     generator: torch.Generator | None = None,
-    prediction: str = "eps",
-    clip_denoised: bool = True,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): the multistep second-order solver of the diffusion ODE in
@@ -174,13 +161,14 @@ def sample_dpm_solver_pp(
     prediction is returned, as DDIM does, so K steps cost exactly K evaluations. ``generator`` is unused (the solver is
     deterministic) and accepted for a uniform signature.
     """
+    denoiser = as_denoiser(denoiser)
     ts = sampling_timesteps(schedule.num_steps, steps)
     abar = schedule.alphas_cumprod[ts]
     alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
     lam = torch.log(alpha / sigma)
     x, x0_prev = noise, None
     for i, t in enumerate(ts):
-        x0, _ = _denoise(model_fn, prediction, x, t, abar[i], clip_denoised)
+        x0, _, _ = denoiser(x, t, abar[i])
         if i == len(ts) - 1:
             x = x0
         else:
@@ -216,38 +204,34 @@ def analytic_variances(schedule: NoiseSchedule, timesteps: Sequence[int], gamma:
 
 @torch.no_grad()
 def estimate_gamma(
-    model_fn: ModelFn,
+    denoiser: Denoiser | ModelFn,
     schedule: NoiseSchedule,
     x0: torch.Tensor,
     timesteps: Sequence[int],
-    prediction: str = "eps",
     generator: torch.Generator | None = None,
 ) -> list[float]:
     """Monte-Carlo ``E ||eps_theta(x_t, t)||^2 / d`` over data ``x0`` at each of ``timesteps``: the one
     statistic of the noise network that Analytic-DPM needs."""
     from spikediff.diffusion.objectives import q_sample
 
+    denoiser = replace(as_denoiser(denoiser), clip=False)  # the network's own eps, unclipped
     out = []
     for t in timesteps:
         t_batch = torch.full((x0.shape[0],), int(t), device=x0.device, dtype=torch.long)
-        noise = _randn(x0, generator)
-        x_t = q_sample(schedule, x0, t_batch, noise)
-        abar = schedule.alphas_cumprod[int(t)].to(x0.dtype)
-        _, eps = to_x0_eps(prediction, split_output(model_fn(x_t, t_batch), x0.shape[1])[0], x_t, abar)
+        x_t = q_sample(schedule, x0, t_batch, _randn(x0, generator))
+        _, eps, _ = denoiser(x_t, t, schedule.alphas_cumprod[int(t)])
         out.append(eps.double().square().mean().item())
     return out
 
 
 @torch.no_grad()
 def sample_analytic_dpm(
-    model_fn: ModelFn,
+    denoiser: Denoiser | ModelFn,
     schedule: NoiseSchedule,
     noise: torch.Tensor,
     steps: int | Sequence[int] = 50,
     generator: torch.Generator | None = None,
     gamma: Sequence[float] | None = None,
-    prediction: str = "eps",
-    clip_denoised: bool = True,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """Ancestral sampling with Analytic-DPM's variances (``gamma`` from :func:`estimate_gamma` at the
@@ -256,7 +240,7 @@ def sample_analytic_dpm(
     if gamma is None or len(gamma) != len(ts):
         raise ValueError(f"Analytic-DPM needs gamma at each of the {len(ts)} sampling steps (see estimate_gamma)")
     var = analytic_variances(schedule, ts, gamma)
-    return _ancestral(model_fn, schedule, noise, ts, var, generator, prediction, clip_denoised, callback)
+    return _ancestral(as_denoiser(denoiser), schedule, noise, ts, var, generator, callback)
 
 
 SAMPLERS = {

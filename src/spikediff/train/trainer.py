@@ -191,7 +191,7 @@ def _fit_end(plan: dict, done: int, fit_at: int, deadline: float, total_steps: i
         return True
     per_step = mean_over_ranks((now - plan.pop("fit_start")) / FIT_STEPS, d, device)
     left = mean_over_ranks(deadline - now, d, device)
-    plan["end"] = max(done + 1, min(total_steps, done + int(FIT_MARGIN * left / per_step)))
+    plan.update(end=max(done + 1, min(total_steps, done + int(FIT_MARGIN * left / per_step))), fitted=True)
     return False
 
 
@@ -251,7 +251,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
-        plan["end"] = min(t.total_steps, int(state.get("end", t.total_steps)))
+        if "end" in state:
+            plan.update(end=min(t.total_steps, int(state["end"])), fitted=True)
     if d.main:
         (out_dir / RUN_CONFIG).write_text(config.to_json())
         _truncate_log(out_dir / LOG_FILE, start)
@@ -275,8 +276,9 @@ def train(
         refresh_ema(step)
         if not d.main:
             return
-        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                         "end": plan["end"]}
+        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+        if "fitted" in plan:  # a schedule fitted to --max-minutes keeps its end when resumed
+            trainer_state["end"] = plan["end"]
         save(model, config, out_dir / RUN_CHECKPOINTS / f"step_{step:07d}", overwrite=True,
              ema=ema.shadow if ema else None, trainer_state=trainer_state)
         prune(out_dir, t.keep_checkpoints)
