@@ -146,3 +146,34 @@ def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir):
     assert score(scores, "recall") == scores["recall (fmnist-classifier, k=3)"]
     recipe = list((tmp_path / "cache" / "reference").glob("*.json"))
     assert len(recipe) == 1 and json.loads(recipe[0].read_text())["num_images"] == 64
+
+
+def test_our_scores_equal_torch_fidelitys_on_the_same_features():
+    """spikediff computes FID, KID, IS and precision/recall itself (KID on fewer samples than
+    torch-fidelity's subset size, one float64 pass over features computed once for all four scores),
+    so it is held to torch-fidelity's results on the same features."""
+    import torch_fidelity.metric_fid as tf_fid
+    import torch_fidelity.metric_isc as tf_isc
+    import torch_fidelity.metric_kid as tf_kid
+    import torch_fidelity.metric_prc as tf_prc
+
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 16))
+    fake = rng.normal(0.3, 1.2, size=(200, 16))
+    ours = fid(fake, real)
+    stats = [tf_fid.fid_features_to_statistics(torch.from_numpy(f)) for f in (fake, real)]
+    assert ours == pytest.approx(tf_fid.fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"],
+                                 rel=1e-6)
+    # one subset holding every sample: the unbiased MMD^2 does not depend on the draw
+    their_kid = tf_kid.kid_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real[:200]), kid_subsets=1,
+                                              kid_subset_size=200, verbose=False)
+    assert kid(fake, real[:200], num_subsets=1, subset_size=200)[0] == pytest.approx(
+        their_kid["kernel_inception_distance_mean"], rel=1e-6)
+    logits = rng.normal(size=(100, 10)) * 3
+    their_is = tf_isc.isc_features_to_metric(torch.from_numpy(logits), splits=1, shuffle=False)
+    assert inception_score(logits, splits=1)[0] == pytest.approx(their_is["inception_score_mean"], rel=1e-5)
+    their_prc = tf_prc.prc_features_to_metric(torch.from_numpy(fake).float(), torch.from_numpy(real).float(),
+                                              prc_neighborhood=3, prc_batch_size=64, save_cpu_ram=False, verbose=False)
+    precision, recall = precision_recall(real, fake, k=3)
+    assert (precision, recall) == pytest.approx((their_prc["precision"], their_prc["recall"]), abs=1e-6)  # theirs in float32
