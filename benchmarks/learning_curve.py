@@ -144,7 +144,7 @@ def main() -> None:
         return
     config = apply_overrides(spikediff.get_preset(args.preset), args.set)
     at_steps = [int(s) for s in args.at_steps.split(",")] if args.at_steps else None
-    if at_steps and len(at_steps) > 1 and config.train.lr_decay != "none":
+    if at_steps and len(at_steps) > 1 and config.train.lr_decay != "constant":
         parser.error("a decaying learning rate ends at total_steps: give one --at-steps point per run")
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)

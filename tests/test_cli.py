@@ -15,7 +15,8 @@ from spikediff.cli import main
 
 TINY = ["--set", "model.ch_mult=1,2", "--set", "model.spike_steps=2", "--set", "train.batch_size=8",
         "--set", "train.sample_every=0", "--set", "train.log_every=1", "--set", "train.save_every=2",
-        "--set", "train.warmup_steps=2", "--no-progress"]
+        "--set", "train.warmup_steps=2", "--set", "train.lr_decay=constant", "--no-progress"]  # runs resumed with
+# a larger total_steps: a decaying lr would end at each segment's end
 
 
 def train(out, *extra) -> int:

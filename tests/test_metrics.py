@@ -176,4 +176,5 @@ def test_our_scores_equal_torch_fidelitys_on_the_same_features():
     their_prc = tf_prc.prc_features_to_metric(torch.from_numpy(fake).float(), torch.from_numpy(real).float(),
                                               prc_neighborhood=3, prc_batch_size=64, save_cpu_ram=False, verbose=False)
     precision, recall = precision_recall(real, fake, k=3)
-    assert (precision, recall) == pytest.approx((their_prc["precision"], their_prc["recall"]), abs=1e-6)  # theirs in float32
+    # theirs compute in float32
+    assert (precision, recall) == pytest.approx((their_prc["precision"], their_prc["recall"]), abs=1e-6)

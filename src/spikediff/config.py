@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-LR_DECAYS = ("none", "cosine")
+LR_DECAYS = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class TrainConfig:
     optimizer: str = "adam"  # "adam" | "adamw"
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    lr_decay: str = "none"  # "none" | "cosine": after warmup, cosine from lr to 0 at total_steps
+    lr_decay: str = "constant"  # "constant" | "cosine": after warmup, cosine from lr to 0 at total_steps
     grad_clip: float = 1.0
     ema_decay: float | None = None
     total_steps: int = 500_000
@@ -136,6 +136,8 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be a whole number >= {low}, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
+        if self.lr_decay == "none":  # the name "constant" had before this release (--set reads none as None)
+            object.__setattr__(self, "lr_decay", "constant")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"train.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

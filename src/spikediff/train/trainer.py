@@ -90,7 +90,7 @@ FIT_STEPS = 10
 FIT_MARGIN = 0.95
 
 
-def lr_factor(step: int, warmup_steps: int, decay: str = "none", total_steps: int = 0) -> float:
+def lr_factor(step: int, warmup_steps: int, decay: str = "constant", total_steps: int = 0) -> float:
     """Linear warmup from ~0 to 1 over ``warmup_steps`` (the reference defines this but never applies it),
     then 1 or (``decay`` "cosine") a half cosine down to 0 at ``total_steps``: a short run that ends on a
     small learning rate lands in a lower-loss point than one stopped at its peak rate."""
@@ -341,7 +341,7 @@ def train(
     bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
     tic = time.perf_counter()
-    fit_to_deadline = t.lr_decay != "none" and math.isfinite(deadline) and not resume
+    fit_to_deadline = t.lr_decay != "constant" and math.isfinite(deadline) and not resume
     log = open(out_dir / LOG_FILE, "a") if d.main else None
     try:
         for step in range(start, t.total_steps):
