@@ -19,8 +19,8 @@ minutes column is what the segments took here. Every point also gets the held-ou
 epsilon error of the network on 512 Fashion-MNIST test images at 512 evenly spread diffusion steps
 with fixed noise (eval mode), a low-variance measure to read beside the sampled scores.
 
-Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes for every
-label in ``--out``.
+Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes (with
+``--at-steps``: against steps) for every label in ``--out``.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dic
     }
 
 
-def plot(out: Path) -> None:
+def plot(out: Path, x: str = "minutes") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,14 +115,16 @@ def plot(out: Path) -> None:
         rows = data["points"]
         threads.add(data["meta"].get("threads", "?"))
         for which in sorted({r["weights"] for r in rows}):
-            pts = [(r["minutes"], r["FID"]) for r in rows if r["weights"] == which]
+            pts = [(r[x], r["FID"]) for r in rows if r["weights"] == which]
             ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path.stem} ({which})")
-    ax.set_xlabel(f"training wall-clock minutes (threads per run: {', '.join(map(str, sorted(threads, key=str)))})")
+    ax.set_xlabel("training steps (batch 32)" if x == "step" else
+                  f"training wall-clock minutes (threads per run: {', '.join(map(str, sorted(threads, key=str)))})")
     ax.set_ylabel("FID (fmnist-classifier features)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "fid_vs_minutes.png", dpi=120)
-    print(f"wrote {out / 'fid_vs_minutes.png'}")
+    name = "fid_vs_steps.png" if x == "step" else "fid_vs_minutes.png"
+    fig.savefig(out / name, dpi=120)
+    print(f"wrote {out / name}")
 
 
 def main() -> None:
@@ -140,7 +142,7 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true", help="only draw the plot of every label in --out")
     args = parser.parse_args()
     if args.plot:
-        plot(args.out)
+        plot(args.out, "step" if args.at_steps else "minutes")
         return
     config = apply_overrides(spikediff.get_preset(args.preset), args.set)
     at_steps = [int(s) for s in args.at_steps.split(",")] if args.at_steps else None
@@ -170,7 +172,7 @@ def main() -> None:
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     (args.out / f"{args.label}.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=1))
-    plot(args.out)
+    plot(args.out, "step" if at_steps else "minutes")
 
 
 if __name__ == "__main__":
