@@ -32,11 +32,6 @@ def _paper(name: str, dataset: str, flip: bool, **model) -> Config:
     )
 
 
-# The short-budget recipe of the quick start's model and its ANN twin, chosen on learning curves at
-# equal steps (benchmarks/RESULTS.md, "Quality per CPU-minute"): Min-SNR-5 loss weights and a cosine
-# learning rate that ends with the run (with --max-minutes, where the time runs out).
-_RECIPE_TRAIN = replace(_SMALL_TRAIN, lr_decay="cosine")
-_RECIPE_DIFFUSION = DiffusionConfig(min_snr_gamma=5.0)
 _SMALL_SNN = ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL)
 _FMNIST = DataConfig(dataset="fmnist", random_flip=False)
 
@@ -63,7 +58,7 @@ def _spiking_diffusion(dataset: str) -> dict[str, Config]:
     }
 
 
-# SDiT (Yang et al. 2024, foolLain/SDiT's train.py): 28x28 inputs (CIFAR-10 resized to 28), grey repeated to 3
+# SDiT (Wang et al. 2024, foolLain/SDiT's train.py): 28x28 inputs (CIFAR-10 resized to 28), grey repeated to 3
 # channels, patch 2, LIF (tau 2, threshold 1, ATan) over T = 4, 10 classes with label dropout 0.1;
 # AdamW 1e-4 (torch's default weight decay 0.01), batch 256, no clipping, no EMA, 1600 epochs;
 # sampled with 250 DDPM steps.
@@ -90,8 +85,7 @@ PRESETS: dict[str, Config] = {
     "ddpm-cifar10": _paper("ddpm-cifar10", "cifar10", True, arch="ann_unet"),
     # SDM: TSM fine-tuning of a trained Spiking U-Net (train --init-from the plain checkpoint).
     "sdm-tsm-cifar10-t8": _paper("sdm-tsm-cifar10-t8", "cifar10", True, spike_steps=8, tsm=True),
-    "fmnist-snn-small": Config(name="fmnist-snn-small", model=_SMALL_SNN, diffusion=_RECIPE_DIFFUSION, data=_FMNIST,
-                               train=_RECIPE_TRAIN),
+    "fmnist-snn-small": Config(name="fmnist-snn-small", model=_SMALL_SNN, data=_FMNIST, train=_SMALL_TRAIN),
     "fmnist-snn-small-tsm": Config(
         name="fmnist-snn-small-tsm",
         model=replace(_SMALL_SNN, tsm=True),
@@ -107,8 +101,7 @@ PRESETS: dict[str, Config] = {
         train=_SMALL_TRAIN,
     ),
     "fmnist-ann-small": Config(
-        name="fmnist-ann-small", model=ModelConfig(arch="ann_unet", **_SMALL), diffusion=_RECIPE_DIFFUSION,
-        data=_FMNIST, train=_RECIPE_TRAIN,
+        name="fmnist-ann-small", model=ModelConfig(arch="ann_unet", **_SMALL), data=_FMNIST, train=_SMALL_TRAIN
     ),
     # SDM's ANN-to-SNN path: train the quantised ANN, then `spikediff ann2snn RUN OUT [--finetune]`.
     "sdm-qann-cifar10-b2": Config(
@@ -145,11 +138,10 @@ DESCRIPTIONS: dict[str, str] = {
     "sddpm-lsun-bedroom": "SDDPM paper, LSUN bedroom 64x64, T=4",
     "ddpm-cifar10": "ANN twin of sddpm-cifar10: DDPM U-Net, GroupNorm+Swish, middle attention (67,602,691)",
     "sdm-tsm-cifar10-t8": "SDM: Spiking U-Net T=8 with TSM, fine-tuned from a plain sddpm model (--init-from)",
-    "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST (ch 32, [1,2,2], 1 res block, T=4; Min-SNR-5, "
-                        "cosine lr)",
+    "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST (ch 32, [1,2,2], 1 res block, T=4)",
     "fmnist-snn-small-tsm": "fmnist-snn-small with SDM's TSM, to fine-tune from a fmnist-snn-small run (--init-from)",
     "fmnist-snn-small-fsddim": "fmnist-snn-small with FSDDIM's options: LIF, mean over T, v-prediction, cosine",
-    "fmnist-ann-small": "ANN twin of fmnist-snn-small (same recipe)",
+    "fmnist-ann-small": "ANN twin of fmnist-snn-small",
     "sdm-qann-cifar10-b2": "SDM ANN-to-SNN, CIFAR-10: 2-bit quantised-ReLU DDPM U-Net as the reference's "
     "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
     "fmnist-qann-small": "2-bit quantised ANN for ANN-to-SNN on Fashion-MNIST (fmnist-snn-small's sizes)",
