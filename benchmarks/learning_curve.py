@@ -102,25 +102,39 @@ def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dic
     }
 
 
+def _batch_size(meta: dict) -> int:
+    """The batch size of a curve: its preset's, or the one its ``--set`` overrides gave."""
+    config = apply_overrides(spikediff.get_preset(meta["preset"]), meta.get("overrides", []))
+    return config.train.batch_size
+
+
 def plot(out: Path, x: str = "minutes") -> None:
+    """FID against minutes, or (``x="step"``) against training images seen, one line per curve;
+    line style by model family (solid: spiking, dashed: ANN)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     threads = set()
     for path in sorted(out.glob("*.json")):
         data = json.loads(path.read_text())
-        rows = data["points"]
-        threads.add(data["meta"].get("threads", "?"))
+        if "points" not in data:  # another result kept beside the curves
+            continue
+        rows, meta = data["points"], data["meta"]
+        threads.add(meta.get("machine", {}).get("threads", meta.get("threads", "?")))
+        scale = _batch_size(meta) / 1000 if x == "step" else 1
+        spiking = "snn" in meta["preset"]
         for which in sorted({r["weights"] for r in rows}):
-            pts = [(r[x], r["FID"]) for r in rows if r["weights"] == which]
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{path.stem} ({which})")
-    ax.set_xlabel("training steps (batch 32)" if x == "step" else
+            pts = [(r[x] * scale, r["FID"]) for r in rows if r["weights"] == which]
+            ax.plot(*zip(*pts, strict=True), marker="o", linestyle="-" if spiking else "--",
+                    linewidth=2.2 if spiking else 1.2, label=f"{path.stem} ({which})")
+    ax.set_xlabel("training images seen (thousands)" if x == "step" else
                   f"training wall-clock minutes (threads per run: {', '.join(map(str, sorted(threads, key=str)))})")
-    ax.set_ylabel("FID (fmnist-classifier features)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("FID (fmnist-classifier features), 500 samples")
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     name = "fid_vs_steps.png" if x == "step" else "fid_vs_minutes.png"
     fig.savefig(out / name, dpi=120)
