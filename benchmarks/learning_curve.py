@@ -67,7 +67,8 @@ def weights(ckpt: Path, which: str) -> torch.nn.Module:
 @torch.no_grad()
 def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> float:
     """Mean squared epsilon error on the first ``count`` test images (see the module docstring)."""
-    images = torch.stack([load_dataset(config.data, config.model.image_size, "test")[i] for i in range(count)])
+    test_set = load_dataset(config.data, config.model.image_size, "test")
+    images = torch.stack([test_set[i] for i in range(count)])
     x0 = match_channels(batch_transform(images, config.model.image_size, False), config.model.img_ch)
     schedule = NoiseSchedule.from_config(config.diffusion)
     t = torch.linspace(0, schedule.num_steps - 1, count).long()

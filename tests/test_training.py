@@ -61,17 +61,11 @@ def test_a_decaying_learning_rate_is_fitted_to_the_time_budget(monkeypatch):
     from spikediff.train import trainer
     from spikediff.train.distributed import Dist
 
-    clock = iter([100.0, 105.0])  # 10 steps in 5 s: 0.5 s per step
-    monkeypatch.setattr(trainer.time, "monotonic", lambda: next(clock))
-    plan, local = {"end": 10_000}, Dist(0, 1, 0)
-    assert trainer._fit_end(plan, 1, 11, 205.0, 10_000, local, torch.device("cpu"))  # still timing
-    assert not trainer._fit_end(plan, 11, 11, 205.0, 10_000, local, torch.device("cpu"))
-    assert plan == {"end": 11 + int(trainer.FIT_MARGIN * 100 / 0.5), "fitted": True}
-    clock = iter([0.0, 10.0])
-    plan = {"end": 50}
-    trainer._fit_end(plan, 1, 11, 1e9, 50, local, torch.device("cpu"))
-    trainer._fit_end(plan, 11, 11, 1e9, 50, local, torch.device("cpu"))
-    assert plan["end"] == 50  # never beyond train.total_steps
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: 105.0)
+    local, cpu = Dist(0, 1, 0), torch.device("cpu")
+    # 10 steps in 5 s: 0.5 s per step, 100 s left
+    assert trainer._fitted_end(11, 5.0, 205.0, 10_000, local, cpu) == 11 + int(trainer.FIT_MARGIN * 100 / 0.5)
+    assert trainer._fitted_end(11, 10.0, 1e9, 50, local, cpu) == 50  # never beyond train.total_steps
 
 
 def test_a_cosine_run_under_max_minutes_ends_its_schedule_and_resumes_with_it(tmp_path, small_fmnist_dir):

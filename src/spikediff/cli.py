@@ -16,7 +16,7 @@ from spikediff.config import Config, apply_overrides
 from spikediff.families import all_samplers
 from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
-from spikediff.train.distributed import default_device, init_distributed, shutdown
+from spikediff.train.distributed import default_device, device_problem, init_distributed, shutdown
 
 
 def positive_int(text: str) -> int:
@@ -47,10 +47,8 @@ def device_name(text: str) -> str:
         device = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA GPU on this machine; use cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if why := device_problem(device):
+        raise argparse.ArgumentTypeError(why)
     return text
 
 
@@ -259,12 +257,13 @@ def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config,
 
 
 def cmd_tg_sweep(args: argparse.Namespace) -> None:
+    from spikediff.sample import sampling_defaults
     from spikediff.threshold_sweep import parse_thresholds, threshold_sweep
 
     config = checkpoint.load_config(args.checkpoint)
     device = args.device or default_device()
     model = checkpoint.load(args.checkpoint, map_location=device)
-    sampler, steps, _ = _sampling(args, model, config)
+    sampler, steps = sampling_defaults(config, args.sampler, args.steps)
 
     def show(row: dict) -> None:
         fid_key = next(k for k in row if k.startswith("FID"))

@@ -30,11 +30,22 @@ class Dist:
         return self.world > 1
 
 
+def device_problem(device: torch.device) -> str | None:
+    """Why this machine cannot run on ``device`` (no CUDA GPU, or not that many), or None."""
+    if device.type != "cuda":
+        return None
+    if not torch.cuda.is_available():
+        return f"{device}: torch sees no CUDA GPU on this machine; use cpu"
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return f"{device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+    return None
+
+
 def init_distributed(device: torch.device | None) -> tuple[Dist, torch.device]:
     """Join the process group torchrun describes in the environment (``WORLD_SIZE`` > 1), picking the
     local GPU on CUDA and gloo on the CPU; a plain launch is a world of one."""
-    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu")
+    if device is not None and (why := device_problem(device)):
+        raise ValueError(f"--device {why}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(), device or default_device()

@@ -181,18 +181,12 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
-def _fit_end(plan: dict, done: int, fit_at: int, deadline: float, total_steps: int, d: Dist,
-             device: torch.device) -> bool:
-    """Time steps ``fit_at - FIT_STEPS .. fit_at`` and set ``plan["end"]`` to the last step the time
-    budget allows; every rank computes the same end from the ranks' mean timings. True while timing."""
-    now = time.monotonic()
-    if done < fit_at:
-        plan["fit_start"] = now
-        return True
-    per_step = mean_over_ranks((now - plan.pop("fit_start")) / FIT_STEPS, d, device)
-    left = mean_over_ranks(deadline - now, d, device)
-    plan.update(end=max(done + 1, min(total_steps, done + int(FIT_MARGIN * left / per_step))), fitted=True)
-    return False
+def _fitted_end(done: int, timed_s: float, deadline: float, total_steps: int, d: Dist, device: torch.device) -> int:
+    """The last step the time budget allows, after ``FIT_STEPS`` steps took ``timed_s`` seconds; every
+    rank computes the same end from the ranks' mean timings."""
+    per_step = mean_over_ranks(timed_s / FIT_STEPS, d, device)
+    left = mean_over_ranks(deadline - time.monotonic(), d, device)
+    return max(done + 1, min(total_steps, done + int(FIT_MARGIN * left / per_step)))
 
 
 def train(
@@ -341,12 +335,12 @@ def train(
     bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
     tic = time.perf_counter()
-    fit_to_deadline = t.lr_decay != "constant" and math.isfinite(deadline) and not resume
+    # a decaying lr under a time budget: steps start+2 .. start+1+FIT_STEPS are timed to fit its end
+    fit_from = start + 1 if t.lr_decay != "constant" and math.isfinite(deadline) and not resume else None
+    fit_tic = 0.0
     log = open(out_dir / LOG_FILE, "a") if d.main else None
     try:
-        for step in range(start, t.total_steps):
-            if step >= plan["end"]:  # a resumed run whose fitted schedule has already ended
-                break
+        for step in range(start, plan["end"]):
             torch.manual_seed(_step_seed(t.seed, step, 2) + d.rank)  # dropout and any other global draw
             x0, draws = batch_at(step)
             lr = optimizer.param_groups[0]["lr"]
@@ -378,13 +372,15 @@ def train(
             rate, tic = t.batch_size / (toc - tic), toc
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-            if fit_to_deadline and done in (start + 1, start + 1 + FIT_STEPS):
-                fit_to_deadline = _fit_end(plan, done, start + 1 + FIT_STEPS, deadline, t.total_steps, d, device)
-                if not fit_to_deadline:
-                    bar.total = plan["end"]
-                    bar.refresh()
-                    if d.main:
-                        tqdm.write(f"learning rate decays to 0 at step {plan['end']} (fitted to --max-minutes)")
+            if done == fit_from:
+                fit_tic = time.monotonic()
+            elif fit_from is not None and done == fit_from + FIT_STEPS:
+                end = _fitted_end(done, time.monotonic() - fit_tic, deadline, t.total_steps, d, device)
+                plan.update(end=end, fitted=True)
+                bar.total = end
+                bar.refresh()
+                if d.main:
+                    tqdm.write(f"learning rate decays to 0 at step {end} (fitted to --max-minutes)")
             if log and (done % t.log_every == 0 or done == plan["end"]):
                 log.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}) + "\n")
                 log.flush()
