@@ -71,7 +71,7 @@ class Row:
 
 
 ROWS: dict[str, Row] = {
-    "spiking-unet": Row("Spiking U-Net (IF, T=4)", [Stage("train", "fmnist-snn-small")]),
+    "spiking-unet": Row("Spiking U-Net (IF, T=2, 28x28)", [Stage("train", "fmnist-snn-small")]),
     "spiking-unet-tsm": Row("Spiking U-Net + TSM (fine-tuned, +1/4 budget)", [
         # eager, as the preset's own 500 steps choose under compile=auto: ~3 min of compilation on one
         # core would eat the whole quarter budget

@@ -51,7 +51,7 @@ def test_sample_writes_images(trained_run, tmp_path, sampler):
     assert main(["sample", str(trained_run), "--out", str(out), "--num", "3", "--steps", "2",
                  "--sampler", sampler, "--seed", "1", "--no-progress"]) == 0
     images = np.load(out / "samples.npz")["images"]
-    assert images.shape == (3, 32, 32, 1) and images.dtype == np.uint8
+    assert images.shape == (3, 28, 28, 1) and images.dtype == np.uint8  # the preset's 28x28
     assert images.max() > images.min()  # not a blank image
     assert (out / "grid.png").is_file() and len(list(out.glob("0000?.png"))) == 3
     assert json.loads((out / "sampling.json").read_text())["sampler"] == sampler

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from spikediff.checkpoint import EMA_FILE, WEIGHTS_FILE, resolve
+from spikediff.checkpoint import EMA_FILE, WEIGHTS_FILE, load, resolve, uses_ema
 from spikediff.cli import main
 from spikediff.models import build_model
 from spikediff.train.ema import EMA
@@ -105,3 +107,26 @@ def test_a_training_run_saves_ema_statistics_of_its_own(small_fmnist_dir, tmp_pa
 
 def test_ema_of_a_groupnorm_model_needs_no_statistics():
     assert not EMA(build_model(TINY_ANN), 0.9).needs_statistics()
+
+
+def test_sampling_takes_the_ema_weights_where_the_run_kept_them(small_fmnist_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "fmnist-snn-small", "--out", str(run), "--data-dir", str(small_fmnist_dir),
+                 "--set", "model.ch_mult=1,2", "--set", "model.spike_steps=2", "--set", "train.batch_size=8",
+                 "--set", "train.total_steps=3", "--set", "train.sample_every=0", "--set", "train.ema_decay=0.5",
+                 "--set", "train.precision=fp32", "--set", "train.compile=off", "--no-progress"]) == 0
+    assert uses_ema(run) and not uses_ema(run, False)
+    ema, raw = load(run), load(run, use_ema=False)
+    assert any(not torch.equal(a, b) for a, b in zip(ema.state_dict().values(), raw.state_dict().values(), strict=True))
+    common = ["--num", "2", "--batch-size", "2", "--sampler", "ddim", "--steps", "2", "--no-png",
+              "--precision", "fp32", "--compile", "off"]
+    assert main(["sample", str(run), "--out", str(tmp_path / "ema"), *common]) == 0
+    assert main(["sample", str(run), "--out", str(tmp_path / "raw"), "--no-ema", *common]) == 0
+    assert json.loads((tmp_path / "ema" / "sampling.json").read_text())["ema"] is True
+    assert json.loads((tmp_path / "raw" / "sampling.json").read_text())["ema"] is False
+    no_ema = tmp_path / "plain"
+    assert main(["train", "--preset", "fmnist-snn-small", "--out", str(no_ema), "--data-dir", str(small_fmnist_dir),
+                 "--set", "model.ch_mult=1,2", "--set", "model.spike_steps=2", "--set", "train.batch_size=8",
+                 "--set", "train.total_steps=1", "--set", "train.sample_every=0", "--set", "train.ema_decay=none",
+                 "--set", "train.precision=fp32", "--set", "train.compile=off", "--no-progress"]) == 0
+    assert not uses_ema(no_ema)

@@ -215,14 +215,24 @@ def _weights_owner(path: Path) -> str:
         return "weights without a readable config beside them"
 
 
-def load(directory: str | Path, map_location: str | torch.device = "cpu", use_ema: bool = False) -> nn.Module:
+def uses_ema(directory: str | Path, use_ema: bool | None = None) -> bool:
+    """Whether :func:`load` takes the EMA weights: ``None`` means "the EMA where the run kept one".
+
+    The CPU presets keep an EMA because it samples better than the raw weights on their learning
+    curves (``benchmarks/RESULTS.md``), so sampling, metrics and energy default to it.
+    """
+    return (resolve(directory) / EMA_FILE).is_file() if use_ema is None else use_ema
+
+
+def load(directory: str | Path, map_location: str | torch.device = "cpu", use_ema: bool | None = None) -> nn.Module:
     """Rebuild the model of a checkpoint (or run) directory, weights loaded, in eval mode.
 
-    ``use_ema`` loads the EMA weights instead of the raw ones (an error if the run kept no EMA).
+    ``use_ema`` True loads the EMA weights (an error if the run kept none), False the raw ones, None
+    the EMA where there is one (:func:`uses_ema`).
     """
     directory = resolve(directory)
     model = build(load_config(directory))
-    load_weights(model, directory / (EMA_FILE if use_ema else WEIGHTS_FILE), map_location)
+    load_weights(model, directory / (EMA_FILE if uses_ema(directory, use_ema) else WEIGHTS_FILE), map_location)
     return model.to(map_location).eval()
 
 

@@ -95,7 +95,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     if args.preset:
         config, model = get_preset(args.preset), checkpoint.build(args.preset)
     else:
-        config, model = checkpoint.load_config(args.target), checkpoint.load(args.target)
+        config, model = checkpoint.load_config(args.target), checkpoint.load(args.target, use_ema=False)
     n = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(config.to_json())
@@ -141,8 +141,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise FileExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
     d, device = init_distributed(torch.device(args.device) if args.device else None)  # torchrun shards sampling
     config = checkpoint.load_config(args.checkpoint)
-    model = checkpoint.load(args.checkpoint, map_location=device, use_ema=args.ema)
-    sampler, steps, extra = _sampling(args, model, config)
+    use_ema = checkpoint.uses_ema(args.checkpoint, args.ema)
+    model = checkpoint.load(args.checkpoint, map_location=device, use_ema=use_ema)
+    sampler, steps, extra = _sampling(args, model, config, use_ema)
     batches = -(-args.num // (args.batch_size * d.world))
     chosen = []
 
@@ -165,7 +166,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if sampler == "ddpm":
         shown.setdefault("variance", "learned" if config.model.learn_sigma else "fixedlarge")
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": sampler, "steps": steps,
-            "ranks": d.world, "seed": args.seed, "ema": args.ema, "threshold": args.threshold,
+            "ranks": d.world, "seed": args.seed, "ema": use_ema, "threshold": args.threshold,
             "fast_path": str(chosen[0].path), "fold_bn": args.fold_bn, **shown}
     if config.model.num_classes:
         meta.update({"classes": "i mod num_classes" if args.classes is None else args.classes, "cfg": args.cfg})
@@ -220,7 +221,9 @@ def cmd_energy(args: argparse.Namespace) -> None:
         config, model, label = get_preset(args.preset), checkpoint.build(args.preset), f"{args.preset} (untrained)"
         out = Path(args.out or f"energy-{args.preset}")
     elif args.target:
-        config, model, label = checkpoint.load_config(args.target), checkpoint.load(args.target), str(args.target)
+        use_ema = checkpoint.uses_ema(args.target, args.ema)
+        config, model = checkpoint.load_config(args.target), checkpoint.load(args.target, use_ema=use_ema)
+        label = f"{args.target} ({'EMA' if use_ema else 'raw'} weights)"
         out = Path(args.out or Path(args.target) / "energy")
     else:
         raise ValueError("energy needs a checkpoint directory or --preset NAME")
@@ -243,7 +246,7 @@ def cmd_energy(args: argparse.Namespace) -> None:
     print(f"wrote {save_run(run, out)}, energy_by_layer.png, firing_rates.png")
 
 
-def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config,
+def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config, use_ema: bool,
               threshold: float | None = None) -> tuple[str, int, dict]:
     """The sampler, step count and sampler options that the command line asks for."""
     from spikediff.sample import sampler_options, sampling_defaults
@@ -252,7 +255,7 @@ def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config,
     options = sampler_options(model, config, sampler, steps, eta=args.eta, temperature=args.temperature,
                               variance=args.variance, threshold=args.threshold if threshold is None else threshold,
                               checkpoint_dir=checkpoint.resolve(args.checkpoint), data_dir=args.data_dir,
-                              weights="ema" if getattr(args, "ema", False) else "model")
+                              weights="ema" if use_ema else "model")
     return sampler, steps, options
 
 
@@ -262,7 +265,8 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
 
     config = checkpoint.load_config(args.checkpoint)
     device = args.device or default_device()
-    model = checkpoint.load(args.checkpoint, map_location=device)
+    use_ema = checkpoint.uses_ema(args.checkpoint, args.ema)
+    model = checkpoint.load(args.checkpoint, map_location=device, use_ema=use_ema)
     sampler, steps = sampling_defaults(config, args.sampler, args.steps)
 
     def show(row: dict) -> None:
@@ -270,10 +274,11 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
         print(f"threshold {row['threshold']:.4f}: {fid_key} = {row[fid_key]:.4f}", flush=True)
 
     rows = threshold_sweep(model, config, parse_thresholds(args.thresholds), args.num, sampler, steps,
-                           lambda threshold: _sampling(args, model, config, threshold)[2], dataset=args.dataset,
-                           features=args.features, split=args.split, inception_weights=args.inception_weights,
-                           data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size, device=device,
-                           precision=args.precision, fold_bn=args.fold_bn, compile=args.compile, on_row=show)
+                           lambda threshold: _sampling(args, model, config, use_ema, threshold)[2],
+                           dataset=args.dataset, features=args.features, split=args.split,
+                           inception_weights=args.inception_weights, data_dir=args.data_dir, seed=args.seed,
+                           batch_size=args.batch_size, device=device, precision=args.precision,
+                           fold_bn=args.fold_bn, compile=args.compile, on_row=show)
     fid_key = next(k for k in rows[0] if k.startswith("FID"))
     base = next((r[fid_key] for r in rows if r["threshold"] == 1.0), None)
     print(f"\n{'threshold':>9}  {fid_key:>24}  {'change vs 1.0':>13}  precision  recall")
@@ -354,6 +359,11 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
     print(f"{args.dataset} classifier: test accuracy {acc:.4f}; weights written to {out}")
 
 
+def _add_weights_arg(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"{verb} the EMA weights (--no-ema: the raw ones; default: the EMA where the run kept one)")
+
+
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=all_samplers(),
                    help="default: ddim (absorbing for Spiking-Diffusion models)")
@@ -418,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", "--num-samples", dest="num", type=positive_int, default=64,
                    help="number of images (write --num-samples under torchrun: its options start with --num)")
     _add_sampler_args(p)
-    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    _add_weights_arg(p, "sample")
     p.add_argument("--class", dest="classes", type=int,
                    help="class-conditional models: sample this class (default: class i mod num_classes for image i)")
     p.add_argument("--cfg", type=float, default=1.0,
@@ -438,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON file (default: tg_sweep.json beside the checkpoint)")
     p.add_argument("--device", type=device_name)
     _add_sampler_args(p)
+    _add_weights_arg(p, "sample")
     _add_metric_args(p, dataset_required=False)
     p.set_defaults(func=cmd_tg_sweep)
 
@@ -469,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model's diffusion steps, 1000 or the token count)")
     p.add_argument("--energy-model", default="45nm-fp32", choices=["45nm-fp32", "45nm-fp16", "45nm-int8"])
     p.add_argument("--no-ann", action="store_true", help="skip the ANN twin comparison")
+    _add_weights_arg(p, "measure")
     p.add_argument("--out", help="output directory (default: CKPT_DIR/energy or ./energy-PRESET)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_energy)
@@ -500,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--num-images", type=positive_int, default=5000, help="training images used for fine-tuning")
-    p.add_argument("--ema", action="store_true", help="convert the EMA weights")
+    _add_weights_arg(p, "convert")
     p.add_argument("--data-dir")
     p.add_argument("--device", type=device_name)
     p.add_argument("--seed", type=int, default=0)

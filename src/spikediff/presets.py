@@ -14,11 +14,15 @@ _SDDPM = ModelConfig(arch="spiking_unet", ch=128, ch_mult=(1, 2, 2, 4), num_res_
 _PAPER_TRAIN = TrainConfig(batch_size=128, lr=2e-4, grad_clip=1.0, total_steps=500_000)
 _GREY = {"img_ch": 1}
 
-# A Spiking U-Net small enough for ~1 hour of useful training on 2 CPU cores (the size `spikediff bench` times).
-_SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=32)
+# CPU-sized models and their short-budget recipe, chosen on learning curves (benchmarks/RESULTS.md, "Quality per
+# CPU-minute"): Fashion-MNIST at its own 28x28 (23% fewer pixels than the papers' 32), no dropout, and an EMA whose
+# window grows with the run (decay min(0.999, (1 + s) / (10 + s)), BatchNorm statistics recomputed for the averaged
+# weights), which sampling, metrics and energy use by default, and Min-SNR-5 loss weights. The Spiking U-Net runs
+# T = 2 spiking steps: a step costs half of T = 4's, so 30 minutes on 2 cores see twice the images.
+_SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=28, dropout=0.0)
 _SMALL_TRAIN = TrainConfig(
     batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000, save_every=250, sample_every=500,
-    precision="auto",
+    precision="auto", ema_decay=0.999, ema_warmup=True,
 )
 
 
@@ -32,7 +36,8 @@ def _paper(name: str, dataset: str, flip: bool, **model) -> Config:
     )
 
 
-_SMALL_SNN = ModelConfig(arch="spiking_unet", spike_steps=4, **_SMALL)
+_SMALL_SNN = ModelConfig(arch="spiking_unet", spike_steps=2, **_SMALL)
+_SMALL_DIFFUSION = DiffusionConfig(min_snr_gamma=5.0)
 _FMNIST = DataConfig(dataset="fmnist", random_flip=False)
 
 # Spiking-Diffusion (Liu et al. 2023, Arktis2022/Spiking-Diffusion): LIF (tau 2, hard reset, ATan), T 16,
@@ -85,10 +90,12 @@ PRESETS: dict[str, Config] = {
     "ddpm-cifar10": _paper("ddpm-cifar10", "cifar10", True, arch="ann_unet"),
     # SDM: TSM fine-tuning of a trained Spiking U-Net (train --init-from the plain checkpoint).
     "sdm-tsm-cifar10-t8": _paper("sdm-tsm-cifar10-t8", "cifar10", True, spike_steps=8, tsm=True),
-    "fmnist-snn-small": Config(name="fmnist-snn-small", model=_SMALL_SNN, data=_FMNIST, train=_SMALL_TRAIN),
+    "fmnist-snn-small": Config(name="fmnist-snn-small", model=_SMALL_SNN, diffusion=_SMALL_DIFFUSION, data=_FMNIST,
+                               train=_SMALL_TRAIN),
     "fmnist-snn-small-tsm": Config(
         name="fmnist-snn-small-tsm",
         model=replace(_SMALL_SNN, tsm=True),
+        diffusion=_SMALL_DIFFUSION,
         data=_FMNIST,
         train=replace(_SMALL_TRAIN, lr=2e-4, warmup_steps=0, total_steps=500),
     ),
@@ -101,7 +108,8 @@ PRESETS: dict[str, Config] = {
         train=_SMALL_TRAIN,
     ),
     "fmnist-ann-small": Config(
-        name="fmnist-ann-small", model=ModelConfig(arch="ann_unet", **_SMALL), data=_FMNIST, train=_SMALL_TRAIN
+        name="fmnist-ann-small", model=ModelConfig(arch="ann_unet", **_SMALL), diffusion=_SMALL_DIFFUSION,
+        data=_FMNIST, train=_SMALL_TRAIN,
     ),
     # SDM's ANN-to-SNN path: train the quantised ANN, then `spikediff ann2snn RUN OUT [--finetune]`.
     "sdm-qann-cifar10-b2": Config(
@@ -112,8 +120,8 @@ PRESETS: dict[str, Config] = {
                           total_steps=800_000),
     ),
     "fmnist-qann-small": Config(
-        name="fmnist-qann-small", model=ModelConfig(arch="qann_unet", quant_bits=2, **_SMALL), data=_FMNIST,
-        train=_SMALL_TRAIN,
+        name="fmnist-qann-small", model=ModelConfig(arch="qann_unet", quant_bits=2, **_SMALL),
+        diffusion=_SMALL_DIFFUSION, data=_FMNIST, train=_SMALL_TRAIN,
     ),
     **_spiking_diffusion("fmnist"),
     **_spiking_diffusion("mnist"),
@@ -125,7 +133,7 @@ PRESETS: dict[str, Config] = {
         model=replace(_SDIT_MODEL, img_ch=1, ch=128, patch_size=4),
         data=_FMNIST,
         train=replace(_SMALL_TRAIN, optimizer="adamw", lr=5e-4, weight_decay=0.01, sample_steps=50, sample_num=100,
-                      compile="off"),
+                      compile="off", ema_decay=None, ema_warmup=False),  # the EMA is not measured on SDiT yet
     ),
 }
 
@@ -138,7 +146,7 @@ DESCRIPTIONS: dict[str, str] = {
     "sddpm-lsun-bedroom": "SDDPM paper, LSUN bedroom 64x64, T=4",
     "ddpm-cifar10": "ANN twin of sddpm-cifar10: DDPM U-Net, GroupNorm+Swish, middle attention (67,602,691)",
     "sdm-tsm-cifar10-t8": "SDM: Spiking U-Net T=8 with TSM, fine-tuned from a plain sddpm model (--init-from)",
-    "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST (ch 32, [1,2,2], 1 res block, T=4)",
+    "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST 28x28 (ch 32, [1,2,2], 1 res block, T=2, EMA)",
     "fmnist-snn-small-tsm": "fmnist-snn-small with SDM's TSM, to fine-tune from a fmnist-snn-small run (--init-from)",
     "fmnist-snn-small-fsddim": "fmnist-snn-small with FSDDIM's options: LIF, mean over T, v-prediction, cosine",
     "fmnist-ann-small": "ANN twin of fmnist-snn-small",

@@ -37,18 +37,20 @@ def ann2snn(
     batch_size: int = 32,
     num_images: int = 5000,
     data_dir: str | Path | None = None,
-    use_ema: bool = False,
+    use_ema: bool | None = None,
     overwrite: bool = False,
     device: torch.device | str = "cpu",
     seed: int = 0,
     on_step: Callable[[], None] | None = None,
 ) -> dict:
     """Convert (and fine-tune on ``num_images`` training images) the quantised ANN in ``qann_dir``,
-    save the SNN as an ordinary checkpoint in ``out_dir`` and return the conversion summary."""
+    save the SNN as an ordinary checkpoint in ``out_dir`` and return the conversion summary.
+    ``use_ema``: as :func:`spikediff.checkpoint.load` (None: the EMA weights where the run kept them)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
     config = checkpoint.load_config(qann_dir)
+    use_ema = checkpoint.uses_ema(qann_dir, use_ema)
     qann = checkpoint.load(qann_dir, map_location=device, use_ema=use_ema)
     snn, snn_config = convert(qann, config, spike_steps)
     schedule = NoiseSchedule.from_config(config.diffusion)
