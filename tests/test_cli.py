@@ -153,7 +153,7 @@ def test_convert_command(tmp_path):
 
     model = spikediff.build("fmnist-snn-small").eval()
     torch.save({"net_model": to_reference_layout(model.state_dict())}, tmp_path / "ref.pt")
-    argv = ["convert", "sddpm", str(tmp_path / "ref.pt"), str(tmp_path / "out"), "--spike-steps", "4"]
+    argv = ["convert", "sddpm", str(tmp_path / "ref.pt"), str(tmp_path / "out"), "--spike-steps", "2"]  # the preset's T
     assert main(argv) == 0
     imported = spikediff.load(tmp_path / "out")
     assert imported.config.ch_mult == (1, 2, 2) and imported.config.img_ch == 1

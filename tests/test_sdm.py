@@ -124,7 +124,7 @@ def test_sample_with_new_samplers_and_threshold(tiny_run, tmp_path, sampler):
                  "--threshold", "0.997", "--no-png", "--no-progress"]) == 0
     meta = json.loads((out / "sampling.json").read_text())
     assert meta["threshold"] == 0.997 and meta["sampler"] == sampler
-    assert np.load(out / "samples.npz")["images"].shape == (4, 32, 32, 1)
+    assert np.load(out / "samples.npz")["images"].shape == (4, 28, 28, 1)
     if sampler == "analytic-dpm":
         cache = json.loads((spikediff.checkpoint.resolve(tiny_run) / "analytic_gamma.json").read_text())
         assert len(next(iter(cache.values()))) == 3  # one gamma per sampling step, cached with the weights
