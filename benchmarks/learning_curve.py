@@ -40,6 +40,7 @@ from spikediff.config import Config, apply_overrides
 from spikediff.data import batch_transform, load_dataset, match_channels
 from spikediff.diffusion import NoiseSchedule, q_sample, to_x0_eps
 from spikediff.diffusion.schedule import gather
+from spikediff.families import family_of
 from spikediff.metrics import evaluate_images, score
 from spikediff.metrics.extractors import make_extractor
 from spikediff.sample import generate, save_grid
@@ -103,10 +104,9 @@ def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dic
     }
 
 
-def _batch_size(meta: dict) -> int:
-    """The batch size of a curve: its preset's, or the one its ``--set`` overrides gave."""
-    config = apply_overrides(spikediff.get_preset(meta["preset"]), meta.get("overrides", []))
-    return config.train.batch_size
+def _config(meta: dict) -> Config:
+    """The configuration a curve trained: its preset with its ``--set`` overrides."""
+    return apply_overrides(spikediff.get_preset(meta["preset"]), meta.get("overrides", []))
 
 
 def plot(out: Path, x: str = "minutes") -> None:
@@ -119,22 +119,25 @@ def plot(out: Path, x: str = "minutes") -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
-    threads = set()
+    threads, samples = set(), set()
     for path in sorted(out.glob("*.json")):
         data = json.loads(path.read_text())
         if "points" not in data:  # another result kept beside the curves
             continue
         rows, meta = data["points"], data["meta"]
-        threads.add(meta.get("machine", {}).get("threads", meta.get("threads", "?")))
-        scale = _batch_size(meta) / 1000 if x == "step" else 1
-        spiking = "snn" in meta["preset"]
+        machine = meta.get("machine")  # a dict since benchmarks/provenance.py; earlier curves kept a string
+        threads.add(machine["threads"] if isinstance(machine, dict) else meta.get("threads", "?"))
+        samples.add(meta["samples_per_point"])
+        config = _config(meta)
+        scale = config.train.batch_size / 1000 if x == "step" else 1
+        spiking = not family_of(config).counts_as_ann(config)
         for which in sorted({r["weights"] for r in rows}):
             pts = [(r[x] * scale, r["FID"]) for r in rows if r["weights"] == which]
             ax.plot(*zip(*pts, strict=True), marker="o", linestyle="-" if spiking else "--",
                     linewidth=2.2 if spiking else 1.2, label=f"{path.stem} ({which})")
     ax.set_xlabel("training images seen (thousands)" if x == "step" else
                   f"training wall-clock minutes (threads per run: {', '.join(map(str, sorted(threads, key=str)))})")
-    ax.set_ylabel("FID (fmnist-classifier features), 500 samples")
+    ax.set_ylabel(f"FID (fmnist-classifier features), {' / '.join(map(str, sorted(samples)))} samples")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     name = "fid_vs_steps.png" if x == "step" else "fid_vs_minutes.png"

@@ -14,11 +14,11 @@ _SDDPM = ModelConfig(arch="spiking_unet", ch=128, ch_mult=(1, 2, 2, 4), num_res_
 _PAPER_TRAIN = TrainConfig(batch_size=128, lr=2e-4, grad_clip=1.0, total_steps=500_000)
 _GREY = {"img_ch": 1}
 
-# CPU-sized models and their short-budget recipe, chosen on learning curves (benchmarks/RESULTS.md, "Quality per
-# CPU-minute"): Fashion-MNIST at its own 28x28 (23% fewer pixels than the papers' 32), no dropout, and an EMA whose
-# window grows with the run (decay min(0.999, (1 + s) / (10 + s)), BatchNorm statistics recomputed for the averaged
-# weights), which sampling, metrics and energy use by default, and Min-SNR-5 loss weights. The Spiking U-Net runs
-# T = 2 spiking steps: a step costs half of T = 4's, so 30 minutes on 2 cores see twice the images.
+# CPU-sized models and their short-budget recipe, chosen on learning curves (benchmarks/RESULTS.md, "The short-budget
+# recipe"): Fashion-MNIST at its own 28x28 (23% fewer pixels than the papers' 32), no dropout, an EMA whose window
+# grows with the run (decay min(0.999, (1 + s) / (10 + s)), BatchNorm statistics recomputed for the averaged weights),
+# which sampling, metrics and energy use by default, and Min-SNR-5 loss weights. The Spiking U-Net runs T = 2
+# spiking steps: a step costs half of T = 4's, so 30 minutes on 2 cores see twice the images.
 _SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=28, dropout=0.0)
 _SMALL_TRAIN = TrainConfig(
     batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000, save_every=250, sample_every=500,
@@ -149,7 +149,7 @@ DESCRIPTIONS: dict[str, str] = {
     "fmnist-snn-small": "CPU-sized Spiking U-Net for Fashion-MNIST 28x28 (ch 32, [1,2,2], 1 res block, T=2, EMA)",
     "fmnist-snn-small-tsm": "fmnist-snn-small with SDM's TSM, to fine-tune from a fmnist-snn-small run (--init-from)",
     "fmnist-snn-small-fsddim": "fmnist-snn-small with FSDDIM's options: LIF, mean over T, v-prediction, cosine",
-    "fmnist-ann-small": "ANN twin of fmnist-snn-small",
+    "fmnist-ann-small": "ANN twin of fmnist-snn-small (same sizes and recipe)",
     "sdm-qann-cifar10-b2": "SDM ANN-to-SNN, CIFAR-10: 2-bit quantised-ReLU DDPM U-Net as the reference's "
     "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
     "fmnist-qann-small": "2-bit quantised ANN for ANN-to-SNN on Fashion-MNIST (fmnist-snn-small's sizes)",
