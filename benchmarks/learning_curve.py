@@ -7,9 +7,9 @@
 Training runs in segments up to each point (``spikediff.train`` with ``--max-minutes`` of the
 segment, resumed exactly; fast-path measurement and any compilation count, as a user pays them), so
 the minutes are wall-clock minutes of this machine. At every point each weight set is sampled with
-the same noise (DPM-Solver++, ``--steps`` evaluations, seed 0) and scored against the Fashion-MNIST
-training set with the project's classifier features (FID, KID, precision, recall; not Inception),
-plus the class histogram of the samples (the classifier's predictions) and a grid. Weight sets:
+the same noise (``--sampler``, default DPM-Solver++, ``--steps`` evaluations, seed 0) and scored
+against the Fashion-MNIST training set with the project's classifier features (FID, KID, precision,
+recall; not Inception), plus the class histogram of the samples (the classifier's predictions) and a grid. Weight sets:
 ``model`` (raw), ``ema`` (the EMA with BatchNorm statistics of its own), ``ema-live-bn`` (the EMA
 weights with the live model's BatchNorm statistics: what the EMA did before it kept its own).
 
@@ -85,11 +85,11 @@ def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> fl
     return sum(errors) / len(errors)
 
 
-def score_point(ckpt: Path, which: str, num: int, steps: int, grid: Path) -> dict:
+def score_point(ckpt: Path, which: str, num: int, sampler: str, steps: int, grid: Path) -> dict:
     config = load_config(ckpt)
     loss = heldout_loss(weights(ckpt, which), config)
     tic = time.perf_counter()
-    images = generate(weights(ckpt, which), config, num, "dpm-solver++", steps, seed=0, batch_size=100,
+    images = generate(weights(ckpt, which), config, num, sampler, steps, seed=0, batch_size=100,
                       precision="auto", fold_bn=True)
     sample_s = time.perf_counter() - tic
     save_grid(images[:100], grid, 10)
@@ -154,7 +154,8 @@ def main() -> None:
     parser.add_argument("--at-steps", help="points at these cumulative step counts instead of minutes")
     parser.add_argument("--weights", default="model", help="comma-separated: model, ema, ema-live-bn")
     parser.add_argument("--num", type=int, default=500, help="samples per point and weight set")
-    parser.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
+    parser.add_argument("--sampler", default="dpm-solver++", help="the sampler of every point")
+    parser.add_argument("--steps", type=int, default=20, help="the sampler's network evaluations")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve"))
     parser.add_argument("--work", type=Path, default=Path("runs/learning_curve"))
     parser.add_argument("--plot", action="store_true", help="only draw the plot of every label in --out")
@@ -182,11 +183,11 @@ def main() -> None:
         shutil.copytree(resolve(run), ckpt)
         for which in args.weights.split(","):
             row = {"minutes": round(minutes, 2), "step": result.step, "train_seconds_segment": segment_s,
-                   **score_point(ckpt, which, args.num, args.steps, points_dir / f"{name}-{which}.png")}
+                   **score_point(ckpt, which, args.num, args.sampler, args.steps, points_dir / f"{name}-{which}.png")}
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {**provenance(), "preset": args.preset, "overrides": args.set,
-            "sampler": f"dpm-solver++ {args.steps} steps, seed 0",
+            "sampler": f"{args.sampler} {args.steps} steps, seed 0",
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     (args.out / f"{args.label}.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=1))

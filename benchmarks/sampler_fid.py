@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 import spikediff  # noqa: E402
+from spikediff.checkpoint import uses_ema  # noqa: E402
 from spikediff.metrics import evaluate_images, score  # noqa: E402
 from spikediff.metrics.reference import reference_images  # noqa: E402
 from spikediff.sample import analytic_gamma, generate  # noqa: E402
@@ -44,7 +45,8 @@ def parse_grid_entry(entry: str, default_num: int) -> tuple[str, int, int]:
 def run_one(model, config, ckpt, sampler: str, steps: int, num: int, args, threshold: float = 1.0) -> dict:
     extra = {}
     if sampler == "analytic-dpm":
-        extra["gamma"] = analytic_gamma(model, config, steps, ckpt, num_images=args.gamma_images, threshold=threshold)
+        extra["gamma"] = analytic_gamma(model, config, steps, ckpt, num_images=args.gamma_images, threshold=threshold,
+                                        weights="ema" if uses_ema(ckpt) else "model")
     tic = time.perf_counter()
     images = generate(model, config, num, sampler, steps, args.seed, args.batch_size, "cpu",
                       threshold=threshold, precision=args.precision, fold_bn=True, compile=args.compile, **extra)
@@ -81,7 +83,8 @@ def main() -> None:
     model = spikediff.load(ckpt)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {**provenance(), "checkpoint": str(args.checkpoint), "precision": args.precision, "seed": args.seed}
+    meta = {**provenance(), "checkpoint": str(args.checkpoint), "weights": "ema" if uses_ema(ckpt) else "model",
+            "precision": args.precision, "seed": args.seed}
     rows = []
     if not args.tg:
         grid = [parse_grid_entry(entry, args.num) for entry in args.grid.split(",") if entry]
