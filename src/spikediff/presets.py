@@ -22,6 +22,7 @@ _GREY = {"img_ch": 1}
 _SMALL = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, img_ch=1, image_size=28, dropout=0.0)
 _SMALL_TRAIN = TrainConfig(
     batch_size=32, lr=1e-3, warmup_steps=100, grad_clip=1.0, total_steps=2000, save_every=250, sample_every=500,
+    sample_sampler="dpm-solver++", sample_steps=20,  # the quick start's sampler: grids cost training time
     precision="auto", ema_decay=0.999, ema_warmup=True,
 )
 

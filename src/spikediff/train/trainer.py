@@ -278,11 +278,14 @@ def train(
         prune(out_dir, t.keep_checkpoints)
 
     def sample_grid(step: int) -> None:
-        """Every rank samples its share (``generate`` deals the batches out and gathers them); rank 0 saves."""
+        """Every rank samples its share (``generate`` deals the batches out and gathers them); rank 0 saves.
+        One batch per rank at least as large as the training batch, BatchNorm folded into a copy: a grid
+        is time taken from training."""
         refresh_ema(step)
         net = ema.shadow if ema else model
         images = generate(net, config, t.sample_num, t.sample_sampler, t.sample_steps, seed=t.seed,
-                          batch_size=local, device=device, precision=t.precision)
+                          batch_size=max(local, -(-t.sample_num // d.world)), device=device, precision=t.precision,
+                          fold_bn=True)
         if d.main:
             save_grid(images, out_dir / "samples" / f"step_{step:07d}.png", config.model.num_classes or None)
         model.train()
