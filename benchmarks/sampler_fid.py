@@ -42,11 +42,12 @@ def parse_grid_entry(entry: str, default_num: int) -> tuple[str, int, int]:
     return parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else default_num
 
 
-def run_one(model, config, ckpt, sampler: str, steps: int, num: int, args, threshold: float = 1.0) -> dict:
+def run_one(model, config, ckpt, weights: str, sampler: str, steps: int, num: int, args,
+            threshold: float = 1.0) -> dict:
     extra = {}
     if sampler == "analytic-dpm":
         extra["gamma"] = analytic_gamma(model, config, steps, ckpt, num_images=args.gamma_images, threshold=threshold,
-                                        weights="ema" if uses_ema(ckpt) else "model")
+                                        weights=weights)
     tic = time.perf_counter()
     images = generate(model, config, num, sampler, steps, args.seed, args.batch_size, "cpu",
                       threshold=threshold, precision=args.precision, fold_bn=True, compile=args.compile, **extra)
@@ -80,17 +81,18 @@ def main() -> None:
     torch.set_grad_enabled(False)
     ckpt = spikediff.checkpoint.resolve(args.checkpoint)
     config = spikediff.load_config(ckpt)
-    model = spikediff.load(ckpt)
+    weights = "ema" if uses_ema(ckpt) else "model"  # the analytic-DPM cache and the JSON name them
+    model = spikediff.load(ckpt, use_ema=weights == "ema")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {**provenance(), "checkpoint": str(args.checkpoint), "weights": "ema" if uses_ema(ckpt) else "model",
+    meta = {**provenance(), "checkpoint": str(args.checkpoint), "weights": weights,
             "precision": args.precision, "seed": args.seed}
     rows = []
     if not args.tg:
         grid = [parse_grid_entry(entry, args.num) for entry in args.grid.split(",") if entry]
         if args.ddpm1000_num:
             grid.append(("ddpm", 1000, args.ddpm1000_num))
-        rows = [run_one(model, config, ckpt, sampler, steps, num, args) for sampler, steps, num in grid]
+        rows = [run_one(model, config, ckpt, weights, sampler, steps, num, args) for sampler, steps, num in grid]
         if args.real_baseline:  # the same protocol on real test images: the floor of this FID at each count
             for num in sorted({r["num_samples"] for r in rows}):
                 images = reference_images(config.data.dataset, "test", config.model.image_size)[:num]
@@ -129,7 +131,8 @@ def main() -> None:
     else:
         start, stop, step = (float(v) for v in args.tg.split(":"))
         thresholds = [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
-        rows = [run_one(model, config, ckpt, args.tg_sampler, args.tg_steps, args.num, args, th) for th in thresholds]
+        rows = [run_one(model, config, ckpt, weights, args.tg_sampler, args.tg_steps, args.num, args, th)
+                for th in thresholds]
         (out / "tg_sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         fid_key = next(k for k in rows[0] if k.startswith("FID"))
         base = next(r[fid_key] for r in rows if r["threshold"] == 1.0)
