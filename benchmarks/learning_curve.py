@@ -20,7 +20,9 @@ epsilon error of the network on 512 Fashion-MNIST test images at 512 evenly spre
 with fixed noise (eval mode), a low-variance measure to read beside the sampled scores.
 
 Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes (with
-``--at-steps``: against steps) for every label in ``--out``.
+``--at-steps``: against steps) for every label in ``--out``. ``--extend`` continues LABEL's run in
+``--work`` to later points (say ``--minutes 60`` after a 30-minute curve) and appends them to
+``LABEL.json``: a 60-minute point then costs the 30 minutes it adds, not a new run from scratch.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ def weights(ckpt: Path, which: str) -> torch.nn.Module:
 
 @torch.no_grad()
 def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> float:
-    """Mean squared epsilon error on the first ``count`` test images (see the module docstring)."""
+    """Mean squared epsilon error on the first ``count`` test images, or all of a smaller test split (see the
+    module docstring)."""
     test_set = load_dataset(config.data, config.model.image_size, "test")
+    count = min(count, len(test_set))
     images = torch.stack([test_set[i] for i in range(count)])
     x0 = match_channels(batch_transform(images, config.model.image_size, False), config.model.img_ch)
     schedule = NoiseSchedule.from_config(config.diffusion)
@@ -145,6 +149,26 @@ def plot(out: Path, x: str = "minutes") -> None:
     print(f"wrote {out / name}")
 
 
+def _earlier_points(args: argparse.Namespace, parser: argparse.ArgumentParser, points: list) -> list[dict]:
+    """The points of the curve ``--extend`` continues, after checking that the new points measure
+    the same thing (preset, overrides, sampler, sample count) further along the same run."""
+    path = args.out / f"{args.label}.json"
+    if not path.is_file() or not (args.work / args.label).is_dir():
+        parser.error(f"--extend needs {path} and the run {args.work / args.label} of an earlier curve")
+    earlier = json.loads(path.read_text())
+    meta, rows = earlier["meta"], earlier["points"]
+    same = {"preset": (meta["preset"], args.preset), "overrides": (meta["overrides"], args.set),
+            "samples_per_point": (meta["samples_per_point"], args.num),
+            "sampler": (meta["sampler"], f"{args.sampler} {args.steps} steps, seed 0")}
+    for key, (was, now) in same.items():
+        if was != now:
+            parser.error(f"--extend: {key} was {was!r}, now {now!r}: that would be another curve")
+    last = max(r["step" if args.at_steps else "minutes"] for r in rows)
+    if min(points) <= last:
+        parser.error(f"--extend: the new points must come after the last one ({last})")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset")
@@ -159,6 +183,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve"))
     parser.add_argument("--work", type=Path, default=Path("runs/learning_curve"))
     parser.add_argument("--plot", action="store_true", help="only draw the plot of every label in --out")
+    parser.add_argument("--extend", action="store_true",
+                        help="continue LABEL's run in --work to later points, keeping LABEL.json's points")
     args = parser.parse_args()
     if args.plot:
         plot(args.out, "step" if args.at_steps else "minutes")
@@ -169,12 +195,16 @@ def main() -> None:
         parser.error("a decaying learning rate ends at total_steps: give one --at-steps point per run")
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)
-    rows, minutes = [], 0.0
-    for i, point in enumerate(at_steps or [float(m) for m in args.minutes.split(",")]):
+    points = at_steps or [float(m) for m in args.minutes.split(",")]
+    rows, minutes = (_earlier_points(args, parser, points) if args.extend else []), 0.0
+    if rows:
+        minutes = max(r["minutes"] for r in rows)
+    for i, point in enumerate(points):
         tic = time.monotonic()
         steps = {"train.total_steps": point if at_steps else 10_000_000}
-        result = train(apply_overrides(config, [f"{k}={v}" for k, v in steps.items()]), run, resume=i > 0,
-                       overwrite=i == 0, max_minutes=None if at_steps else point - minutes, progress=False)
+        result = train(apply_overrides(config, [f"{k}={v}" for k, v in steps.items()]), run,
+                       resume=i > 0 or args.extend, overwrite=i == 0 and not args.extend,
+                       max_minutes=None if at_steps else point - minutes, progress=False)
         segment_s = round(time.monotonic() - tic, 1)
         minutes = minutes + segment_s / 60 if at_steps else point
         name = f"step{point}" if at_steps else f"{point:g}min"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 import shlex
 from pathlib import Path
@@ -32,3 +33,31 @@ def test_provenance_records_a_runnable_command_without_this_machines_paths(tmp_p
                                             "PATH/TO/SDDPM", "--out=benchmarks/results", "--name", "a b.json"]
     assert str(tmp_path) not in meta["command"] and str(root) not in meta["command"]
     assert meta["git"] and meta["date"] and meta["machine"]["threads"] >= 1 and meta["machine"]["torch"]
+
+
+def _learning_curve(monkeypatch, tmp_path, *extra: str) -> None:
+    """Run benchmarks/learning_curve.py on a tiny Spiking U-Net, 16 samples per point, 2 evaluations."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    tiny = ["--set", "model.ch=8", "--set", "model.ch_mult=1,2", "--set", "train.batch_size=4",
+            "--set", "train.sample_every=0", "--set", "train.warmup_steps=0", "--set", "train.lr_decay=constant",
+            "--set", "train.log_every=1"]
+    monkeypatch.setattr("sys.argv", ["learning_curve.py", "--preset", "fmnist-snn-small", "--label", "c", *tiny,
+                                     "--num", "16", "--steps", "2", "--out", str(tmp_path / "out"),
+                                     "--work", str(tmp_path / "work"), *extra])
+    runpy.run_path(str(BENCHMARKS / "learning_curve.py"), run_name="__main__")
+
+
+def test_learning_curve_extends_a_run_instead_of_starting_again(tmp_path, monkeypatch, small_fmnist_dir):
+    monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
+    _learning_curve(monkeypatch, tmp_path, "--at-steps", "2")
+    first = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
+    _learning_curve(monkeypatch, tmp_path, "--at-steps", "4", "--extend")
+    points = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
+    assert points[0] == first[0] and [p["step"] for p in points] == [2, 4]
+    assert points[1]["minutes"] > points[0]["minutes"]  # the clock goes on from the earlier point
+    log = (tmp_path / "work" / "c" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log][-1] == 4  # one run, trained on, not a new one
+    with pytest.raises(SystemExit, match="2"):  # another recipe is another curve, not an extension
+        _learning_curve(monkeypatch, tmp_path, "--at-steps", "6", "--extend", "--set", "model.ch=16")
+    with pytest.raises(SystemExit, match="2"):
+        _learning_curve(monkeypatch, tmp_path, "--at-steps", "4", "--extend")
