@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -239,7 +240,25 @@ def test_auto_measures_once_per_machine_and_shape_then_reads_the_cache(fmnist_ba
     assert len(calls) < measured and len(calls) <= 2  # the reference, and the verification of a bf16 choice
     calls.clear()
     fast_path.choose_training_path(model, counted, torch.device("cpu"), "auto", "off", shape={"n": 2})
-    assert len(calls) >= 1 + 2 * fast_path.TIMED_REPEATS  # another shape is timed anew
+    # another shape is timed anew: the reference, fp32 three times, bf16 at least once (once only
+    # where it is more than GIVE_UP_FACTOR times slower)
+    assert len(calls) >= 2 + fast_path.TIMED_REPEATS
+
+
+def test_a_candidate_far_slower_than_the_fastest_is_timed_once(fmnist_batch, fast_path_cache):
+    loss_fn, bf16_calls = tiny_loss_fn(fmnist_batch), []
+
+    def bf16_without_hardware(net):  # what bf16 costs on a CPU without bf16 instructions: ~10x fp32
+        if torch.is_autocast_enabled("cpu"):
+            bf16_calls.append(1)
+            time.sleep(2.0)
+        return loss_fn(net)
+
+    decision = fast_path.choose_training_path(tiny_snn(), bf16_without_hardware, torch.device("cpu"), "auto",
+                                              "off", shape={"n": 3})
+    assert decision.path == fast_path.EAGER_FP32 and len(bf16_calls) == 1
+    timed = fast_path.load_cached(fast_path.cache_key("train", torch.device("cpu"), {"n": 3}))
+    assert timed["bf16 eager"]["ms"] >= 2000 > fast_path.GIVE_UP_FACTOR * timed["fp32 eager"]["ms"]
 
 
 def test_compilation_must_repay_itself_within_the_budget():
