@@ -37,7 +37,15 @@ import torch
 from provenance import provenance
 
 import spikediff
-from spikediff.checkpoint import EMA_FILE, WEIGHTS_FILE, build, load_config, load_weights, resolve
+from spikediff.checkpoint import (
+    EMA_FILE,
+    WEIGHTS_FILE,
+    build,
+    load_config,
+    load_trainer_state,
+    load_weights,
+    resolve,
+)
 from spikediff.config import Config, apply_overrides
 from spikediff.data import batch_transform, load_dataset, match_channels
 from spikediff.diffusion import NoiseSchedule, q_sample, to_x0_eps
@@ -149,24 +157,34 @@ def plot(out: Path, x: str = "minutes") -> None:
     print(f"wrote {out / name}")
 
 
-def _earlier_points(args: argparse.Namespace, parser: argparse.ArgumentParser, points: list) -> list[dict]:
-    """The points of the curve ``--extend`` continues, after checking that the new points measure
-    the same thing (preset, overrides, sampler, sample count) further along the same run."""
-    path = args.out / f"{args.label}.json"
-    if not path.is_file() or not (args.work / args.label).is_dir():
-        parser.error(f"--extend needs {path} and the run {args.work / args.label} of an earlier curve")
+def _earlier_points(args: argparse.Namespace, parser: argparse.ArgumentParser, points: list,
+                    config: Config) -> dict:
+    """The curve ``--extend`` continues (``{"meta": ..., "points": ...}``), after checking that the
+    new points measure the same thing (preset, overrides, points in minutes or steps, weight sets,
+    sampler, sample count) further along the same run, which must stand where the curve's last point left it."""
+    path, run = args.out / f"{args.label}.json", args.work / args.label
+    if not path.is_file() or not run.is_dir():
+        parser.error(f"--extend needs {path} and the run {run} of an earlier curve")
+    if config.train.lr_decay != "constant":
+        parser.error("--extend: a decaying learning rate ends where the earlier curve ended; extend constant-lr runs")
     earlier = json.loads(path.read_text())
     meta, rows = earlier["meta"], earlier["points"]
-    same = {"preset": (meta["preset"], args.preset), "overrides": (meta["overrides"], args.set),
-            "samples_per_point": (meta["samples_per_point"], args.num),
-            "sampler": (meta["sampler"], f"{args.sampler} {args.steps} steps, seed 0")}
+    same = {"preset": (meta.get("preset"), args.preset), "overrides": (meta.get("overrides", []), args.set),
+            "points in": (meta.get("points_in", "minutes"), "steps" if args.at_steps else "minutes"),
+            "weights": ({r["weights"] for r in rows}, set(args.weights.split(","))),
+            "samples_per_point": (meta.get("samples_per_point"), args.num),
+            "sampler": (meta.get("sampler"), f"{args.sampler} {args.steps} steps, seed 0")}
     for key, (was, now) in same.items():
         if was != now:
             parser.error(f"--extend: {key} was {was!r}, now {now!r}: that would be another curve")
     last = max(r["step" if args.at_steps else "minutes"] for r in rows)
     if min(points) <= last:
         parser.error(f"--extend: the new points must come after the last one ({last})")
-    return rows
+    trained, scored = load_trainer_state(run)["step"], max(r["step"] for r in rows)
+    if trained != scored:
+        parser.error(f"--extend: the run in {run} is at step {trained}, the curve's last point at {scored} "
+                     "(an extension that stopped before it was scored?): start the curve again")
+    return earlier
 
 
 def main() -> None:
@@ -196,9 +214,9 @@ def main() -> None:
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)
     points = at_steps or [float(m) for m in args.minutes.split(",")]
-    rows, minutes = (_earlier_points(args, parser, points) if args.extend else []), 0.0
-    if rows:
-        minutes = max(r["minutes"] for r in rows)
+    earlier = _earlier_points(args, parser, points, config) if args.extend else {"meta": {}, "points": []}
+    rows = earlier["points"]
+    minutes = max((r["minutes"] for r in rows), default=0.0)
     for i, point in enumerate(points):
         tic = time.monotonic()
         steps = {"train.total_steps": point if at_steps else 10_000_000}
@@ -217,9 +235,13 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {**provenance(), "preset": args.preset, "overrides": args.set,
+            "points_in": "steps" if at_steps else "minutes",
             "sampler": f"{args.sampler} {args.steps} steps, seed 0",
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
             "fast_path": json.loads((run / "fast_path.json").read_text())}
+    if earlier["meta"]:  # the extended curve keeps what its earlier segments recorded
+        meta = {**earlier["meta"], **meta, "earlier_commands": [*earlier["meta"].get("earlier_commands", []),
+                                                                earlier["meta"].get("command")]}
     (args.out / f"{args.label}.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=1))
     plot(args.out, "step" if at_steps else "minutes")
 

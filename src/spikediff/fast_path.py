@@ -53,8 +53,9 @@ COMPILE_MIN_GAIN = 1.1
 PRIOR = {"train": (180.0, 1.15), "sample": (60.0, 1.5)}
 TIMED_REPEATS = 3
 # A candidate whose first timed call takes this many times the fastest candidate's median is not timed
-# again (its first call may carry one-off kernel set-up, hence the wide margin).
+# again (its first call may carry one-off kernel set-up, hence the wide margin and the floor below).
 GIVE_UP_FACTOR = 5.0
+GIVE_UP_MIN_MS = 1000.0  # and at least this long: on small models one-off set-up can dominate a first call
 # Compiled dropout draws from the eager RNG, so a compiled step can be checked against an eager one
 # (and a run draws the same masks whichever path it takes).
 COMPILE_OPTIONS = {"fallback_random": True}
@@ -185,7 +186,7 @@ def median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS, warmup: in
         tic = time.perf_counter()
         fn()
         times.append(time.perf_counter() - tic)
-        if times[0] * 1000 > give_up_ms:
+        if len(times) == 1 and times[0] * 1000 > give_up_ms:
             break
     return statistics.median(times) * 1000
 
@@ -216,8 +217,8 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
     for p in candidates:
         entry = cached.setdefault(str(FastPath(p, False)), {})
         if len(candidates) > 1 and "ms" not in entry:
-            fastest = min(ms.values(), default=math.inf)
-            entry["ms"] = median_ms(lambda p=p: run(model, p), give_up_ms=GIVE_UP_FACTOR * fastest)
+            give_up = max(GIVE_UP_FACTOR * min(ms.values(), default=math.inf), GIVE_UP_MIN_MS)
+            entry["ms"] = median_ms(lambda p=p: run(model, p), give_up_ms=give_up)
         ms[p] = entry.get("ms", math.nan)
     chosen = min(candidates, key=lambda p: ms[p] if not math.isnan(ms[p]) else math.inf)
     if len(candidates) > 1:
