@@ -157,7 +157,7 @@ def plot(out: Path, x: str = "minutes") -> None:
     print(f"wrote {out / name}")
 
 
-def _earlier_points(args: argparse.Namespace, parser: argparse.ArgumentParser, points: list,
+def _earlier_curve(args: argparse.Namespace, parser: argparse.ArgumentParser, points: list,
                     config: Config) -> dict:
     """The curve ``--extend`` continues (``{"meta": ..., "points": ...}``), after checking that the
     new points measure the same thing (preset, overrides, points in minutes or steps, weight sets,
@@ -214,7 +214,7 @@ def main() -> None:
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)
     points = at_steps or [float(m) for m in args.minutes.split(",")]
-    earlier = _earlier_points(args, parser, points, config) if args.extend else {"meta": {}, "points": []}
+    earlier = _earlier_curve(args, parser, points, config) if args.extend else {"meta": {}, "points": []}
     rows = earlier["points"]
     minutes = max((r["minutes"] for r in rows), default=0.0)
     for i, point in enumerate(points):

@@ -53,13 +53,13 @@ def test_learning_curve_extends_a_run_instead_of_starting_again(tmp_path, monkey
     first = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
     log_before = (tmp_path / "work" / "c" / "log.jsonl").read_text()
     _learning_curve(monkeypatch, tmp_path, "--at-steps", "4", "--extend")
-    points = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
+    curve = json.loads((tmp_path / "out" / "c.json").read_text())
+    points = curve["points"]
     assert points[0] == first[0] and [p["step"] for p in points] == [2, 4]
     assert points[1]["minutes"] > points[0]["minutes"]  # the clock goes on from the earlier point
     log = (tmp_path / "work" / "c" / "log.jsonl").read_text()
     assert log.startswith(log_before) and json.loads(log.splitlines()[-1])["step"] == 4  # one run, trained on
-    meta = json.loads((tmp_path / "out" / "c.json").read_text())["meta"]
-    assert len(meta["earlier_commands"]) == 1  # the first segment's command is kept beside the extension's
+    assert len(curve["meta"]["earlier_commands"]) == 1  # the first segment's command is kept beside the extension's
     with pytest.raises(SystemExit, match="2"):  # another recipe is another curve, not an extension
         _learning_curve(monkeypatch, tmp_path, "--at-steps", "6", "--extend", "--set", "model.ch=16")
     with pytest.raises(SystemExit, match="2"):
