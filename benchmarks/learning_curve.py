@@ -19,6 +19,10 @@ minutes column is what the segments took here. Every point also gets the held-ou
 epsilon error of the network on 512 Fashion-MNIST test images at 512 evenly spread diffusion steps
 with fixed noise (eval mode), a low-variance measure to read beside the sampled scores.
 
+``--convert T`` (a quantised-ANN preset, ``fmnist-qann-small``) also scores, at every point and for
+every weight set, the T-step SNN that ``spikediff ann2snn`` converts it to: the ANN-to-SNN route's
+curve, whose minutes are the quantised ANN's training (the conversion takes seconds, recorded per row).
+
 Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes (with
 ``--at-steps``: against steps) for every label in ``--out``. ``--extend`` continues LABEL's run in
 ``--work`` to later points (say ``--minutes 60`` after a 30-minute curve) and appends them to
@@ -37,6 +41,7 @@ import torch
 from provenance import provenance
 
 import spikediff
+from spikediff.ann2snn import ann2snn
 from spikediff.checkpoint import (
     EMA_FILE,
     WEIGHTS_FILE,
@@ -116,6 +121,24 @@ def score_point(ckpt: Path, which: str, num: int, sampler: str, steps: int, grid
     }
 
 
+def score_converted(ckpt: Path, which: str, spike_steps: int, num: int, sampler: str, steps: int,
+                    grid: Path) -> dict:
+    """:func:`score_point` of the SNN that weight set ``which`` of the quantised ANN in ``ckpt`` converts to."""
+    snn_dir = ckpt.parent / f"{ckpt.name}-{which}-snn-t{spike_steps}"
+    tic = time.perf_counter()
+    summary = ann2snn(ckpt, snn_dir, spike_steps, use_ema=which == "ema", overwrite=True)
+    seconds = round(time.perf_counter() - tic, 1)
+    row = score_point(snn_dir, "model", num, sampler, steps, grid)
+    return {**row, "weights": which, "converted": {"spike_steps": spike_steps, "seconds": seconds,
+                                                    "output_mse_vs_qann": round(summary["output_mse_vs_qann"], 6)}}
+
+
+def _curve_name(row: dict) -> str:
+    """The weight set a row scored, and the SNN it was converted to, if any."""
+    converted = row.get("converted")
+    return row["weights"] + (f", as SNN T={converted['spike_steps']}" if converted else "")
+
+
 def _config(meta: dict) -> Config:
     """The configuration a curve trained: its preset with its ``--set`` overrides."""
     return apply_overrides(spikediff.get_preset(meta["preset"]), meta.get("overrides", []))
@@ -142,11 +165,12 @@ def plot(out: Path, x: str = "minutes") -> None:
         samples.add(meta["samples_per_point"])
         config = _config(meta)
         scale = config.train.batch_size / 1000 if x == "step" else 1
-        spiking = not family_of(config).counts_as_ann(config)
-        for which in sorted({r["weights"] for r in rows}):
-            pts = [(r[x] * scale, r["FID"]) for r in rows if r["weights"] == which]
+        for name in sorted({_curve_name(r) for r in rows}):
+            curve = [r for r in rows if _curve_name(r) == name]
+            spiking = "converted" in curve[0] or not family_of(config).counts_as_ann(config)
+            pts = [(r[x] * scale, r["FID"]) for r in curve]
             ax.plot(*zip(*pts, strict=True), marker="o", linestyle="-" if spiking else "--",
-                    linewidth=2.2 if spiking else 1.2, label=f"{path.stem} ({which})")
+                    linewidth=2.2 if spiking else 1.2, label=f"{path.stem} ({name})")
     ax.set_xlabel("training images seen (thousands)" if x == "step" else
                   f"training wall-clock minutes (threads per run: {', '.join(map(str, sorted(threads, key=str)))})")
     ax.set_ylabel(f"FID (fmnist-classifier features), {' / '.join(map(str, sorted(samples)))} samples")
@@ -173,7 +197,8 @@ def _earlier_curve(args: argparse.Namespace, parser: argparse.ArgumentParser, po
             "points in": (meta.get("points_in", "minutes"), "steps" if args.at_steps else "minutes"),
             "weights": ({r["weights"] for r in rows}, set(args.weights.split(","))),
             "samples_per_point": (meta.get("samples_per_point"), args.num),
-            "sampler": (meta.get("sampler"), f"{args.sampler} {args.steps} steps, seed 0")}
+            "sampler": (meta.get("sampler"), f"{args.sampler} {args.steps} steps, seed 0"),
+            "convert": (meta.get("convert"), args.convert)}
     for key, (was, now) in same.items():
         if was != now:
             parser.error(f"--extend: {key} was {was!r}, now {now!r}: that would be another curve")
@@ -203,11 +228,15 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true", help="only draw the plot of every label in --out")
     parser.add_argument("--extend", action="store_true",
                         help="continue LABEL's run in --work to later points, keeping LABEL.json's points")
+    parser.add_argument("--convert", type=int, metavar="T",
+                        help="also score each weight set converted to a T-step SNN (a qann_unet preset)")
     args = parser.parse_args()
     if args.plot:
         plot(args.out, "step" if args.at_steps else "minutes")
         return
     config = apply_overrides(spikediff.get_preset(args.preset), args.set)
+    if args.convert and (config.model.arch != "qann_unet" or "ema-live-bn" in args.weights.split(",")):
+        parser.error("--convert needs a quantised-ANN preset (model.arch qann_unet) and weight sets model / ema")
     at_steps = [int(s) for s in args.at_steps.split(",")] if args.at_steps else None
     if at_steps and len(at_steps) > 1 and config.train.lr_decay != "constant":
         parser.error("a decaying learning rate ends at total_steps: give one --at-steps point per run")
@@ -229,15 +258,19 @@ def main() -> None:
         ckpt = args.work / f"{args.label}-{name}"
         shutil.rmtree(ckpt, ignore_errors=True)
         shutil.copytree(resolve(run), ckpt)
+        at = {"minutes": round(minutes, 2), "step": result.step, "train_seconds_segment": segment_s}
         for which in args.weights.split(","):
-            row = {"minutes": round(minutes, 2), "step": result.step, "train_seconds_segment": segment_s,
-                   **score_point(ckpt, which, args.num, args.sampler, args.steps, points_dir / f"{name}-{which}.png")}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            scored = [score_point(ckpt, which, args.num, args.sampler, args.steps, points_dir / f"{name}-{which}.png")]
+            if args.convert:
+                scored.append(score_converted(ckpt, which, args.convert, args.num, args.sampler, args.steps,
+                                              points_dir / f"{name}-{which}-snn-t{args.convert}.png"))
+            for row in scored:
+                rows.append({**at, **row})
+                print(json.dumps(rows[-1]), flush=True)
     meta = {**provenance(), "preset": args.preset, "overrides": args.set,
             "points_in": "steps" if at_steps else "minutes",
             "sampler": f"{args.sampler} {args.steps} steps, seed 0",
-            "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)",
+            "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)", "convert": args.convert,
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     if earlier["meta"]:  # the extended curve keeps what its earlier segments recorded
         meta = {**earlier["meta"], **meta, "earlier_commands": [*earlier["meta"].get("earlier_commands", []),

@@ -35,13 +35,13 @@ def test_provenance_records_a_runnable_command_without_this_machines_paths(tmp_p
     assert meta["git"] and meta["date"] and meta["machine"]["threads"] >= 1 and meta["machine"]["torch"]
 
 
-def _learning_curve(monkeypatch, tmp_path, *extra: str) -> None:
-    """Run benchmarks/learning_curve.py on a tiny Spiking U-Net, 16 samples per point, 2 evaluations."""
+def _learning_curve(monkeypatch, tmp_path, *extra: str, preset: str = "fmnist-snn-small") -> None:
+    """Run benchmarks/learning_curve.py on a tiny ``preset``, 16 samples per point, 2 evaluations."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     tiny = ["--set", "model.ch=8", "--set", "model.ch_mult=1,2", "--set", "train.batch_size=4",
             "--set", "train.sample_every=0", "--set", "train.warmup_steps=0", "--set", "train.lr_decay=constant",
             "--set", "train.log_every=1"]
-    monkeypatch.setattr("sys.argv", ["learning_curve.py", "--preset", "fmnist-snn-small", "--label", "c", *tiny,
+    monkeypatch.setattr("sys.argv", ["learning_curve.py", "--preset", preset, "--label", "c", *tiny,
                                      "--num", "16", "--steps", "2", "--out", str(tmp_path / "out"),
                                      "--work", str(tmp_path / "work"), *extra])
     runpy.run_path(str(BENCHMARKS / "learning_curve.py"), run_name="__main__")
@@ -66,3 +66,20 @@ def test_learning_curve_extends_a_run_instead_of_starting_again(tmp_path, monkey
         _learning_curve(monkeypatch, tmp_path, "--at-steps", "4", "--extend")
     with pytest.raises(SystemExit, match="2"):  # a weight set the earlier points did not score
         _learning_curve(monkeypatch, tmp_path, "--at-steps", "6", "--extend", "--weights", "model,ema")
+
+
+def test_learning_curve_scores_the_snn_a_quantised_ann_converts_to(tmp_path, monkeypatch, small_fmnist_dir):
+    monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
+    _learning_curve(monkeypatch, tmp_path, "--at-steps", "2", "--weights", "model,ema", "--convert", "3",
+                    preset="fmnist-qann-small")
+    rows = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
+    assert [(r["weights"], "converted" in r) for r in rows] == [("model", False), ("model", True), ("ema", False),
+                                                                ("ema", True)]
+    snn = rows[3]["converted"]
+    assert snn["spike_steps"] == 3 and snn["output_mse_vs_qann"] >= 0 and rows[3]["step"] == rows[2]["step"] == 2
+    assert rows[3]["FID"] != rows[2]["FID"]  # the SNN sampled its own images, not the quantised ANN's
+    converted = tmp_path / "work" / "c-step2-ema-snn-t3"
+    assert json.loads((converted / "config.json").read_text())["model"]["arch"] == "converted_snn"
+    assert (tmp_path / "out" / "c" / "step2-ema-snn-t3.png").is_file()
+    with pytest.raises(SystemExit, match="2"):  # only a quantised ANN converts
+        _learning_curve(monkeypatch, tmp_path, "--at-steps", "2", "--convert", "3")
