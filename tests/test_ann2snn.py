@@ -70,6 +70,16 @@ def test_quantiser_levels_clip_and_straight_through_gradients():
     assert q.alpha.grad is not None and q.alpha.grad != 0
 
 
+def test_model_quant_clip_sets_where_every_quantiser_clips():
+    config = replace(spikediff.get_preset("fmnist-qann-small"), model=replace(TINY_QANN, quant_clip=1.5))
+    model = spikediff.build(config)
+    alphas = [float(m.alpha) for m in model.modules() if isinstance(m, QuantReLU)]
+    assert alphas and all(a == 1.5 for a in alphas)
+    assert QuantReLU(2, clip=1.5)(torch.tensor([0.2, 0.3, 1.3])).tolist() == [0.0, 0.5, 1.5]  # levels 0, 0.5, 1, 1.5
+    with pytest.raises(ValueError, match="quant_clip"):
+        QuantReLU(2, clip=0.0)
+
+
 def test_conversion_folds_the_clip_into_the_next_layer_and_emits_signed_spikes(fmnist_batch):
     qann, config = tiny_qann()
     snn, snn_config = convert(qann, config)

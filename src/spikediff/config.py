@@ -49,6 +49,9 @@ class ModelConfig:
     attn_levels: tuple[int, ...] = ()  # ann_unet: levels whose res blocks get attention
     spike_steps: int = 4  # spiking_unet, converted_snn: the papers' T
     quant_bits: int = 2  # qann_unet, converted_snn: b of the b-bit quantised ReLU (SDM's ANN-to-SNN)
+    # qann_unet: initial clip (alpha) of every quantised ReLU; 6 is SDM's reference. Adam moves alpha by
+    # about the learning rate per step, so on a short run the clip stays near where it starts
+    quant_clip: float = 6.0
     codebook_size: int = 128  # vq_svae, spiking_diffusion: K codes (Spiking-Diffusion)
     latent_ch: int = 16  # vq_svae, spiking_diffusion: width of a code vector
     neuron: NeuronConfig = field(default_factory=NeuronConfig)

@@ -1,7 +1,8 @@
 """The two networks of SDM's ANN-to-SNN path (Cao et al. 2024), on the ANN twin's U-Net skeleton.
 
 ``QuantUNet`` is the quantised-activation ANN: every Swish of the DDPM U-Net becomes a b-bit uniform
-quantiser of ReLU with a learnable clip (init 6, straight-through gradients), as in the reference. Two
+quantiser of ReLU with a learnable clip (init ``model.quant_clip``: 6 as the reference; straight-through
+gradients). Two
 changes from the reference's network, both because its layers must convert exactly:
 - BatchNorm in place of GroupNorm. GroupNorm normalises each sample by statistics of its own input,
   which in the SNN would be computed on each spiking step's input rather than on the rate the ANN
@@ -34,6 +35,8 @@ class QuantReLU(nn.Module):
         super().__init__()
         if bits < 1:
             raise ValueError(f"quant_bits must be >= 1, got {bits}")
+        if not clip > 0:
+            raise ValueError(f"quant_clip must be > 0, got {clip}")
         self.levels = 2**bits - 1
         self.alpha = nn.Parameter(torch.tensor(float(clip)))
 
@@ -57,7 +60,7 @@ class QuantUNet(UNet):
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         _no_attention(config)
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
-                         act=lambda: QuantReLU(config.quant_bits), middle_attn=False)
+                         act=lambda: QuantReLU(config.quant_bits, config.quant_clip), middle_attn=False)
 
 
 class ConvertedSNN(UNet):
