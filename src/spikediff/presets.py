@@ -155,8 +155,8 @@ DESCRIPTIONS: dict[str, str] = {
     "fmnist-ann-small": "ANN twin of fmnist-snn-small (same sizes and recipe)",
     "sdm-qann-cifar10-b2": "SDM ANN-to-SNN, CIFAR-10: 2-bit quantised-ReLU DDPM U-Net as the reference's "
     "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
-    "fmnist-qann-small": "2-bit quantised ANN (clip init 2) for ANN-to-SNN on Fashion-MNIST (fmnist-snn-small's sizes): "
-    "the quick start's first stage",
+    "fmnist-qann-small": "2-bit quantised ANN (clip init 2) for ANN-to-SNN on Fashion-MNIST (fmnist-snn-small's "
+    "sizes): the quick start's first stage",
     "sd-vq-fmnist": "Spiking-Diffusion stage 1: VQ-SVAE (LIF, T=16, 7x7 tokens of a 128 x 16 codebook), 100 epochs",
     "sd-diffusion-fmnist": "Spiking-Diffusion stage 2: absorbing diffusion over the VQ tokens (--init-from the VQ run)",
     "sd-vq-mnist": "sd-vq-fmnist on MNIST",
