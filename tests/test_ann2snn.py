@@ -73,7 +73,7 @@ def test_quantiser_levels_clip_and_straight_through_gradients():
 def test_model_quant_clip_sets_where_every_quantiser_clips():
     config = replace(spikediff.get_preset("fmnist-qann-small"), model=replace(TINY_QANN, quant_clip=1.5))
     model = spikediff.build(config)
-    alphas = [float(m.alpha) for m in model.modules() if isinstance(m, QuantReLU)]
+    alphas = [m.alpha.item() for m in model.modules() if isinstance(m, QuantReLU)]
     assert alphas and all(a == 1.5 for a in alphas)
     assert QuantReLU(2, clip=1.5)(torch.tensor([0.2, 0.3, 1.3])).tolist() == [0.0, 0.5, 1.5]  # levels 0, 0.5, 1, 1.5
     with pytest.raises(ValueError, match="quant_clip"):

@@ -2,8 +2,7 @@
 
 ``QuantUNet`` is the quantised-activation ANN: every Swish of the DDPM U-Net becomes a b-bit uniform
 quantiser of ReLU with a learnable clip (init ``model.quant_clip``: 6 as the reference; straight-through
-gradients). Two
-changes from the reference's network, both because its layers must convert exactly:
+gradients). Two changes from the reference's network, both because its layers must convert exactly:
 - BatchNorm in place of GroupNorm. GroupNorm normalises each sample by statistics of its own input,
   which in the SNN would be computed on each spiking step's input rather than on the rate the ANN
   saw; the reference does that and its error does not vanish as T grows. BatchNorm at inference is a
