@@ -258,7 +258,8 @@ def main() -> None:
         ckpt = args.work / f"{args.label}-{name}"
         shutil.rmtree(ckpt, ignore_errors=True)
         shutil.copytree(resolve(run), ckpt)
-        at = {"minutes": round(minutes, 2), "step": result.step, "train_seconds_segment": segment_s}
+        # 3 decimals, so that a segment of a few seconds (the tests') still moves the recorded clock
+        at = {"minutes": round(minutes, 3), "step": result.step, "train_seconds_segment": segment_s}
         for which in args.weights.split(","):
             scored = [score_point(ckpt, which, args.num, args.sampler, args.steps, points_dir / f"{name}-{which}.png")]
             if args.convert:
