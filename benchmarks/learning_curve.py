@@ -57,11 +57,8 @@ from spikediff.diffusion import NoiseSchedule, q_sample, to_x0_eps
 from spikediff.diffusion.schedule import gather
 from spikediff.families import family_of
 from spikediff.metrics import evaluate_images, score
-from spikediff.metrics.extractors import make_extractor
 from spikediff.sample import generate, save_grid
 from spikediff.train import train
-
-CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 
 
 def weights(ckpt: Path, which: str) -> torch.nn.Module:
@@ -111,13 +108,11 @@ def score_point(ckpt: Path, which: str, num: int, sampler: str, steps: int, grid
     sample_s = time.perf_counter() - tic
     save_grid(images[:100], grid, 10)
     result = evaluate_images(images, config.data.dataset, "classifier")
-    _, logits = make_extractor("classifier", config.data.dataset)(images)
-    counts = torch.bincount(torch.as_tensor(logits.argmax(1)), minlength=len(CLASSES))
     return {
         "weights": which, "heldout_loss": round(loss, 5),
         **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
-        "classes": {name: round(c / num, 4) for name, c in zip(CLASSES, counts.tolist(), strict=True)},
-        "smallest_class_share": round(counts.min().item() / num, 4), "sample_seconds": round(sample_s, 1),
+        "classes": result["classes"]["shares"], "smallest_class_share": result["classes"]["smallest_share"],
+        "sample_seconds": round(sample_s, 1),
     }
 
 

@@ -83,3 +83,31 @@ def test_learning_curve_scores_the_snn_a_quantised_ann_converts_to(tmp_path, mon
     assert (tmp_path / "out" / "c" / "step2-ema-snn-t3.png").is_file()
     with pytest.raises(SystemExit, match="2"):  # only a quantised ANN converts
         _learning_curve(monkeypatch, tmp_path, "--at-steps", "2", "--convert", "3")
+
+
+def _comparison_row(row: str, fid: float, recall: float, smallest_share: float, cpu: str = "CPU A") -> dict:
+    """A measured row of benchmarks/comparison.py with the scores the table reads."""
+    return {"row": row, "model": row, "params_trainable": 1000, "budget_minutes": 30.0, "train_steps": {"train": 100},
+            "train_images_per_s_median": 10.0, "sampler": "dpm-solver++", "steps": 20, "num_samples": 2000,
+            "FID (fmnist-classifier)": fid, "KID (fmnist-classifier)": 1.0,
+            "precision (fmnist-classifier, k=3)": 0.8, "recall (fmnist-classifier, k=3)": recall,
+            "classes": {"smallest": "bag", "smallest_share": smallest_share}, "energy_per_image_mj": 1.0,
+            "snn_over_ann": None, "sampling_images_per_s": 5.0, "meta": {"machine": {"model": cpu, "flags": "avx2"}}}
+
+
+def test_comparison_ranks_only_the_rows_that_draw_the_data(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import comparison
+
+    rows = [_comparison_row("spiking-unet", 300, 0.5, 0.05), _comparison_row("ann-twin", 200, 0.6, 0.06),
+            _comparison_row("sdit", 100, 0.004, 0.0), _comparison_row("fsddim-style", 150, 0.3, 0.002)]
+    text = comparison.table(rows)
+    body = [line.split(" | ")[:2] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| rank")]
+    # the lowest FIDs belong to rows that sample noise or miss a class: listed last, not ranked
+    assert body == [["| 1", "ann-twin"], ["| 2", "spiking-unet"], ["| not ranked", "sdit"],
+                    ["| not ranked", "fsddim-style"]]
+    assert "- sdit: not ranked, recall 0.004" in text and "- fsddim-style: not ranked, class bag gets 0.2%" in text
+    assert "machine |" not in text
+    rows[0]["meta"]["machine"]["model"] = "CPU B"  # rows from two machines name theirs
+    assert "| machine |" in comparison.table(rows) and "CPU B" in comparison.table(rows)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from spikediff.cli import main
-from spikediff.data import load_mnist_like, to_model_range, to_uint8
+from spikediff.data import CLASS_NAMES, load_mnist_like, to_model_range, to_uint8
 from spikediff.data.datasets import InMemoryImages
 from spikediff.metrics import fid, frechet_distance, inception_score, kid, precision_recall, score
 from spikediff.metrics.classifier import accuracy, load_classifier, packaged_weights
@@ -131,8 +131,8 @@ def test_missing_inception_weights_say_where_to_get_them(monkeypatch):
         find_inception_weights(None)
 
 
-def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir):
-    images, _ = load_mnist_like("fmnist", "test")
+def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir, capsys):
+    images, labels = load_mnist_like("fmnist", "test")
     samples = to_uint8(to_model_range(torch.from_numpy(images[:50].copy()), 32))
     np.savez(tmp_path / "s.npz", images=samples.permute(0, 2, 3, 1).numpy())
     assert main(["evaluate", str(tmp_path / "s.npz"), "--dataset", "fmnist", "--data-dir", str(small_fmnist_dir),
@@ -146,6 +146,17 @@ def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir):
     assert score(scores, "recall") == scores["recall (fmnist-classifier, k=3)"]
     recipe = list((tmp_path / "cache" / "reference").glob("*.json"))
     assert len(recipe) == 1 and json.loads(recipe[0].read_text())["num_images"] == 64
+    shares = result["classes"]["shares"]  # class coverage: real test images spread over every class
+    assert list(shares) == list(CLASS_NAMES["fmnist"]) and abs(sum(shares.values()) - 1) < 1e-3
+    assert sum(share > 0 for share in shares.values()) >= 8
+    assert "classes the fmnist-classifier sees in the samples: T-shirt" in capsys.readouterr().out
+    # a set of trousers only: the coverage names the one class and the missing ones
+    trousers = to_uint8(to_model_range(torch.from_numpy(images[labels == 1][:50].copy()), 32))
+    np.savez(tmp_path / "t.npz", images=trousers.permute(0, 2, 3, 1).numpy())
+    assert main(["evaluate", str(tmp_path / "t.npz"), "--dataset", "fmnist", "--data-dir", str(small_fmnist_dir),
+                 "--out", str(tmp_path / "t.json"), "--no-progress"]) == 0
+    classes = json.loads((tmp_path / "t.json").read_text())["classes"]
+    assert classes["shares"]["trouser"] >= 0.9 and classes["smallest_share"] == 0
 
 
 def test_our_scores_equal_torch_fidelitys_on_the_same_features():

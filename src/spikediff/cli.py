@@ -192,6 +192,10 @@ def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra
     p = result["protocol"]
     print(f"({p['num_samples']} samples vs {p['reference']}; extractor {p['extractor']} "
           f"sha256 {p['weights_sha256'][:12]})")
+    if "classes" in result:
+        shares = result["classes"]["shares"]
+        print(f"classes the {p['extractor']} sees in the samples: "
+              + ", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=2))
     print(f"wrote {out_json}")

@@ -1,5 +1,6 @@
 """Datasets and transforms."""
 
+from spikediff.data.classes import CLASS_NAMES, class_names
 from spikediff.data.datasets import DATASETS, InMemoryImages, batch_transform, load_dataset
 from spikediff.data.idx import read_idx
 from spikediff.data.mnist import load_mnist_like
@@ -7,10 +8,12 @@ from spikediff.data.paths import MissingDatasetError
 from spikediff.data.transforms import match_channels, to_model_range, to_uint8
 
 __all__ = [
+    "CLASS_NAMES",
     "DATASETS",
     "InMemoryImages",
     "MissingDatasetError",
     "batch_transform",
+    "class_names",
     "load_dataset",
     "load_mnist_like",
     "match_channels",

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spikediff.metrics.extractors import make_extractor
+from spikediff.data import class_names
+from spikediff.metrics.extractors import ClassifierFeatures, make_extractor
 from spikediff.metrics.reference import reference_stats
 from spikediff.metrics.scores import frechet_distance, gaussian_stats, inception_score, kid, precision_recall
 
@@ -79,6 +80,18 @@ def score(row: dict, name: str) -> float:
     return next(v for k, v in row.items() if k.split(" (")[0] == name)
 
 
+def class_coverage(logits: np.ndarray, dataset: str) -> dict:
+    """The share of the samples that ``dataset``'s classifier assigns to each class, and the smallest.
+
+    FID folds class coverage into one number: a generator that draws only shirts and bags can score
+    a fair FID while a user sees three classes missing, so the scores name the coverage beside it.
+    """
+    counts = np.bincount(logits.argmax(1), minlength=logits.shape[1])
+    names = class_names(dataset, logits.shape[1])
+    return {"shares": {name: round(c / len(logits), 4) for name, c in zip(names, counts.tolist(), strict=True)},
+            "smallest": names[int(counts.argmin())], "smallest_share": round(int(counts.min()) / len(logits), 4)}
+
+
 def evaluate_images(
     images: torch.Tensor, dataset: str, features: str = "classifier", split: str = "train",
     inception_weights: str | Path | None = None, data_dir: str | Path | None = None, kid_subset: int = 1000,
@@ -86,7 +99,9 @@ def evaluate_images(
 ) -> dict:
     """Scores of ``images`` (uint8 ``[N, C, H, W]``) against ``dataset``'s ``split``.
 
-    The FID label names the extractor — "FID (fmnist-classifier)" is never Inception FID.
+    The FID label names the extractor — "FID (fmnist-classifier)" is never Inception FID. With the
+    project's dataset classifier the result also holds ``classes``, the samples' class coverage
+    (:func:`class_coverage`); Inception's ImageNet classes are not the dataset's, so it has none.
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images [N, C, H, W], got {tuple(images.shape)} {images.dtype}")
@@ -103,6 +118,7 @@ def evaluate_images(
     n_pr = min(len(ref["features"]), len(feats))
     precision, recall = precision_recall(ref["features"][:n_pr], feats[:n_pr])
     label = extractor.name
+    coverage = {"classes": class_coverage(logits, dataset)} if isinstance(extractor, ClassifierFeatures) else {}
     return {
         "scores": {
             f"FID ({label})": frechet_distance(ref["mu"], ref["sigma"], mu, sigma),
@@ -122,4 +138,5 @@ def evaluate_images(
             "kid": f"unbiased MMD^2, cubic polynomial kernel, 100 subsets of {min(kid_subset, len(feats))}",
             "precision_recall": f"k=3 manifolds of {n_pr} reference and {n_pr} generated images",
         },
+        **coverage,
     }
