@@ -14,6 +14,7 @@ from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule
 from spikediff.models.quant_unet import QuantReLU
 from spikediff.snn import SignedIFNeuron, signed_if_sequence, threshold_scale
+from spikediff.snn.signed_if import NEGATIVE_SPIKE_MARGIN
 from tests.conftest import randomise_batchnorm
 
 TINY_QANN = spikediff.ModelConfig(arch="qann_unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, img_ch=1, quant_bits=2,
@@ -47,6 +48,30 @@ def test_signed_if_hand_checked_sequence():
     x = torch.tensor([0.6, -0.5, -0.5, -0.5, 0.9])[:, None]
     out = signed_if_sequence(x, 1.0).flatten()
     assert out.tolist() == [1.0, -1.0, 0.0, 0.0, 0.0] and (out.cumsum(0) >= 0).all()
+
+
+def _signed_if_as_stated(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
+    """The signed IF rule written out step by step in fp32: the oracle of the in-place version."""
+    v, count, out = torch.full_like(x_seq[0], v_threshold / 2), torch.zeros_like(x_seq[0]), []
+    for x in x_seq:
+        v = v + x
+        pos = (v >= v_threshold).float()
+        v = v - pos * v_threshold
+        neg = ((v <= -NEGATIVE_SPIKE_MARGIN) & (count + pos > 0)).float()
+        v = v + neg * v_threshold
+        out.append(pos - neg)
+        count = count + pos - neg
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_signed_if_sequence_is_the_rule_bit_for_bit(dtype):
+    x = (torch.randn(7, 4096, generator=torch.Generator().manual_seed(0)) * 0.8).to(dtype)
+    spikes = signed_if_sequence(x, 0.6)
+    assert spikes.dtype == dtype  # spikes in the input's dtype: bf16 sampling casts nothing back
+    expected = _signed_if_as_stated(x.float(), 0.6)
+    assert torch.equal(spikes.float(), expected) and expected.min() == -1 and expected.max() == 1
+    assert torch.equal(x, (torch.randn(7, 4096, generator=torch.Generator().manual_seed(0)) * 0.8).to(dtype))
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3])
