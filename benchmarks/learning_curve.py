@@ -7,9 +7,11 @@
 Training runs in segments up to each point (``spikediff.train`` with ``--max-minutes`` of the
 segment, resumed exactly; fast-path measurement and any compilation count, as a user pays them), so
 the minutes are wall-clock minutes of this machine. At every point each weight set is sampled with
-the same noise (``--sampler``, default DPM-Solver++, ``--steps`` evaluations, seed 0) and scored
-against the Fashion-MNIST training set with the project's classifier features (FID, KID, precision,
-recall; not Inception), plus the class histogram of the samples (the classifier's predictions) and a grid. Weight sets:
+the same noise (``--sampler``, default DPM-Solver++, ``--steps`` evaluations, seed 0; in the
+precision ``spikediff sample`` would choose, or ``--sampling-precision``; each point records the
+path) and scored against the Fashion-MNIST training set with the project's classifier features (FID,
+KID, precision, recall; not Inception), plus the class histogram of the samples (the classifier's
+predictions) and a grid. Weight sets:
 ``model`` (raw), ``ema`` (the EMA with BatchNorm statistics of its own), ``ema-live-bn`` (the EMA
 weights with the live model's BatchNorm statistics: what the EMA did before it kept its own).
 
@@ -35,6 +37,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -99,12 +102,23 @@ def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> fl
     return sum(errors) / len(errors)
 
 
-def score_point(ckpt: Path, which: str, num: int, sampler: str, steps: int, grid: Path) -> dict:
+@dataclass(frozen=True)
+class Sampling:
+    """How every point is sampled: the same noise (seed 0), sampler, evaluations, count and precision."""
+
+    num: int
+    sampler: str
+    steps: int
+    precision: str = "auto"
+
+
+def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
     config = load_config(ckpt)
     loss = heldout_loss(weights(ckpt, which), config)
+    chosen = []
     tic = time.perf_counter()
-    images = generate(weights(ckpt, which), config, num, sampler, steps, seed=0, batch_size=100,
-                      precision="auto", fold_bn=True)
+    images = generate(weights(ckpt, which), config, sampling.num, sampling.sampler, sampling.steps, seed=0,
+                      batch_size=100, precision=sampling.precision, fold_bn=True, on_fast_path=chosen.append)
     sample_s = time.perf_counter() - tic
     save_grid(images[:100], grid, 10)
     result = evaluate_images(images, config.data.dataset, "classifier")
@@ -112,20 +126,25 @@ def score_point(ckpt: Path, which: str, num: int, sampler: str, steps: int, grid
         "weights": which, "heldout_loss": round(loss, 5),
         **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
         "classes": result["classes"]["shares"], "smallest_class_share": result["classes"]["smallest_share"],
-        "sample_seconds": round(sample_s, 1),
+        "sample_seconds": round(sample_s, 1), "sampling_path": str(chosen[0].path),
     }
 
 
-def score_converted(ckpt: Path, which: str, spike_steps: int, num: int, sampler: str, steps: int,
-                    grid: Path) -> dict:
+def score_converted(ckpt: Path, which: str, spike_steps: int, sampling: Sampling, grid: Path) -> dict:
     """:func:`score_point` of the SNN that weight set ``which`` of the quantised ANN in ``ckpt`` converts to."""
     snn_dir = ckpt.parent / f"{ckpt.name}-{which}-snn-t{spike_steps}"
     tic = time.perf_counter()
     summary = ann2snn(ckpt, snn_dir, spike_steps, use_ema=which == "ema", overwrite=True)
     seconds = round(time.perf_counter() - tic, 1)
-    row = score_point(snn_dir, "model", num, sampler, steps, grid)
+    row = score_point(snn_dir, "model", sampling, grid)
     return {**row, "weights": which, "converted": {"spike_steps": spike_steps, "seconds": seconds,
                                                     "output_mse_vs_qann": round(summary["output_mse_vs_qann"], 6)}}
+
+
+def sampler_description(args: argparse.Namespace) -> str:
+    """The sampling protocol as a curve's meta records it (a pinned precision is part of it)."""
+    pinned = "" if args.sampling_precision == "auto" else f", {args.sampling_precision}"
+    return f"{args.sampler} {args.steps} steps, seed 0{pinned}"
 
 
 def _curve_name(row: dict) -> str:
@@ -192,7 +211,7 @@ def _earlier_curve(args: argparse.Namespace, parser: argparse.ArgumentParser, po
             "points in": (meta.get("points_in", "minutes"), "steps" if args.at_steps else "minutes"),
             "weights": ({r["weights"] for r in rows}, set(args.weights.split(","))),
             "samples_per_point": (meta.get("samples_per_point"), args.num),
-            "sampler": (meta.get("sampler"), f"{args.sampler} {args.steps} steps, seed 0"),
+            "sampler": (meta.get("sampler"), sampler_description(args)),
             "convert": (meta.get("convert"), args.convert)}
     for key, (was, now) in same.items():
         if was != now:
@@ -218,6 +237,8 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=500, help="samples per point and weight set")
     parser.add_argument("--sampler", default="dpm-solver++", help="the sampler of every point")
     parser.add_argument("--steps", type=int, default=20, help="the sampler's network evaluations")
+    parser.add_argument("--sampling-precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto: the fast path `spikediff sample` chooses (recorded per point)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_curve"))
     parser.add_argument("--work", type=Path, default=Path("runs/learning_curve"))
     parser.add_argument("--plot", action="store_true", help="only draw the plot of every label in --out")
@@ -241,6 +262,7 @@ def main() -> None:
     earlier = _earlier_curve(args, parser, points, config) if args.extend else {"meta": {}, "points": []}
     rows = earlier["points"]
     minutes = max((r["minutes"] for r in rows), default=0.0)
+    sampling = Sampling(args.num, args.sampler, args.steps, args.sampling_precision)
     for i, point in enumerate(points):
         tic = time.monotonic()
         steps = {"train.total_steps": point if at_steps else 10_000_000}
@@ -256,16 +278,16 @@ def main() -> None:
         # 3 decimals, so that a segment of a few seconds (the tests') still moves the recorded clock
         at = {"minutes": round(minutes, 3), "step": result.step, "train_seconds_segment": segment_s}
         for which in args.weights.split(","):
-            scored = [score_point(ckpt, which, args.num, args.sampler, args.steps, points_dir / f"{name}-{which}.png")]
+            scored = [score_point(ckpt, which, sampling, points_dir / f"{name}-{which}.png")]
             if args.convert:
-                scored.append(score_converted(ckpt, which, args.convert, args.num, args.sampler, args.steps,
+                scored.append(score_converted(ckpt, which, args.convert, sampling,
                                               points_dir / f"{name}-{which}-snn-t{args.convert}.png"))
             for row in scored:
                 rows.append({**at, **row})
                 print(json.dumps(rows[-1]), flush=True)
     meta = {**provenance(), "preset": args.preset, "overrides": args.set,
             "points_in": "steps" if at_steps else "minutes",
-            "sampler": f"{args.sampler} {args.steps} steps, seed 0",
+            "sampler": sampler_description(args),
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)", "convert": args.convert,
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     if earlier["meta"]:  # the extended curve keeps what its earlier segments recorded
