@@ -337,7 +337,12 @@ def main() -> None:
     session = Session(args.session_minutes)
     for row in args.rows.split(","):
         spec = ROWS[row]
-        if (args.out / f"{row}.json").is_file():
+        measured = args.out / f"{row}.json"
+        if measured.is_file():
+            budget = json.loads(measured.read_text())["budget_minutes"]
+            if abs(budget - args.budget_minutes * sum(s.share for s in spec.stages)) > 1e-6:
+                parser.error(f"{measured} was measured at a {budget:g}-minute budget: give this budget its own "
+                             "--out and --work")
             continue
         if not all(train_stage(row, stage, args, session) for stage in spec.stages):
             print(f"{row}: training continues in the next invocation", flush=True)
