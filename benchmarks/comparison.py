@@ -269,8 +269,9 @@ def table(rows: list[dict]) -> str:
               "precision | recall | smallest class | energy / image (45 nm) | SNN/ANN | sample img/s |"
               + (" machine |" if machines else ""))
     lines = [header, "|---" * header.count(" |") + "|"]
-    ranked = sorted((r for r in rows if unranked_because(r) is None), key=lambda r: r[fid])
-    unranked = [r for r in rows if unranked_because(r) is not None]
+    why = {r["row"]: unranked_because(r) for r in rows}
+    ranked = sorted((r for r in rows if why[r["row"]] is None), key=lambda r: r[fid])
+    unranked = [r for r in rows if why[r["row"]] is not None]
     for rank, r in enumerate(ranked + unranked, 1):
         ratio = f"{r['snn_over_ann']:.2f}" if r["snn_over_ann"] is not None else "-"
         classes = r.get("classes")
@@ -280,7 +281,7 @@ def table(rows: list[dict]) -> str:
                      f"{r['num_samples']:,} | {r[fid]:.1f} | {r[kid]:.2f} | {score(r, 'precision'):.3f} | "
                      f"{score(r, 'recall'):.3f} | {smallest} | {r['energy_per_image_mj']:.3f} mJ | {ratio} | "
                      f"{r['sampling_images_per_s']:.1f} |" + (f" {machine_name(r)} |" if machines else ""))
-    reasons = [f"- {r['model']}: not ranked, {unranked_because(r)}" for r in unranked]
+    reasons = [f"- {r['model']}: not ranked, {why[r['row']]}" for r in unranked]
     return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"
 
 

@@ -111,6 +111,11 @@ class Sampling:
     steps: int
     precision: str = "auto"
 
+    def describe(self) -> str:
+        """The protocol as a curve's meta records it (a pinned precision is part of it)."""
+        pinned = "" if self.precision == "auto" else f", {self.precision}"
+        return f"{self.sampler} {self.steps} steps, seed 0{pinned}"
+
 
 def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
     config = load_config(ckpt)
@@ -139,12 +144,6 @@ def score_converted(ckpt: Path, which: str, spike_steps: int, sampling: Sampling
     row = score_point(snn_dir, "model", sampling, grid)
     return {**row, "weights": which, "converted": {"spike_steps": spike_steps, "seconds": seconds,
                                                     "output_mse_vs_qann": round(summary["output_mse_vs_qann"], 6)}}
-
-
-def sampler_description(args: argparse.Namespace) -> str:
-    """The sampling protocol as a curve's meta records it (a pinned precision is part of it)."""
-    pinned = "" if args.sampling_precision == "auto" else f", {args.sampling_precision}"
-    return f"{args.sampler} {args.steps} steps, seed 0{pinned}"
 
 
 def _curve_name(row: dict) -> str:
@@ -196,7 +195,7 @@ def plot(out: Path, x: str = "minutes") -> None:
 
 
 def _earlier_curve(args: argparse.Namespace, parser: argparse.ArgumentParser, points: list,
-                    config: Config) -> dict:
+                    config: Config, sampling: Sampling) -> dict:
     """The curve ``--extend`` continues (``{"meta": ..., "points": ...}``), after checking that the
     new points measure the same thing (preset, overrides, points in minutes or steps, weight sets,
     sampler, sample count) further along the same run, which must stand where the curve's last point left it."""
@@ -211,7 +210,7 @@ def _earlier_curve(args: argparse.Namespace, parser: argparse.ArgumentParser, po
             "points in": (meta.get("points_in", "minutes"), "steps" if args.at_steps else "minutes"),
             "weights": ({r["weights"] for r in rows}, set(args.weights.split(","))),
             "samples_per_point": (meta.get("samples_per_point"), args.num),
-            "sampler": (meta.get("sampler"), sampler_description(args)),
+            "sampler": (meta.get("sampler"), sampling.describe()),
             "convert": (meta.get("convert"), args.convert)}
     for key, (was, now) in same.items():
         if was != now:
@@ -259,10 +258,10 @@ def main() -> None:
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)
     points = at_steps or [float(m) for m in args.minutes.split(",")]
-    earlier = _earlier_curve(args, parser, points, config) if args.extend else {"meta": {}, "points": []}
+    sampling = Sampling(args.num, args.sampler, args.steps, args.sampling_precision)
+    earlier = _earlier_curve(args, parser, points, config, sampling) if args.extend else {"meta": {}, "points": []}
     rows = earlier["points"]
     minutes = max((r["minutes"] for r in rows), default=0.0)
-    sampling = Sampling(args.num, args.sampler, args.steps, args.sampling_precision)
     for i, point in enumerate(points):
         tic = time.monotonic()
         steps = {"train.total_steps": point if at_steps else 10_000_000}
@@ -287,7 +286,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     meta = {**provenance(), "preset": args.preset, "overrides": args.set,
             "points_in": "steps" if at_steps else "minutes",
-            "sampler": sampler_description(args),
+            "sampler": sampling.describe(),
             "samples_per_point": args.num, "features": "fmnist-classifier (not Inception)", "convert": args.convert,
             "fast_path": json.loads((run / "fast_path.json").read_text())}
     if earlier["meta"]:  # the extended curve keeps what its earlier segments recorded
