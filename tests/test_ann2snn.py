@@ -95,6 +95,34 @@ def test_quantiser_levels_clip_and_straight_through_gradients():
     assert q.alpha.grad is not None and q.alpha.grad != 0
 
 
+def _quantiser_as_stated(x: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """The rule written out for autograd: clamp, round with a straight-through gradient, rescale."""
+    scaled = (x / alpha).clamp(0.0, 1.0) * levels
+    return (scaled + (scaled.round() - scaled).detach()) * alpha / levels
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_quantiser_output_and_gradients_are_the_rule_written_out(bits):
+    gen = torch.Generator().manual_seed(bits)
+    x = torch.randn(4, 8, 6, 6, generator=gen) * 2
+    x.view(-1)[:4] = torch.tensor([0.0, 1.7, -0.0, 3.4])  # exactly at both clip bounds: no gradient there
+    grad = torch.randn(x.shape, generator=gen)
+    results = []
+    for quantise in (lambda inp, q: q(inp), lambda inp, q: _quantiser_as_stated(inp, q.alpha, q.levels)):
+        q = QuantReLU(bits, clip=1.7)
+        inp = x.clone().requires_grad_()
+        out = quantise(inp, q)
+        out.backward(grad)
+        results.append((out.detach(), inp.grad, q.alpha.grad))
+    (out, grad_x, grad_alpha), (out_ref, grad_x_ref, grad_alpha_ref) = results
+    torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad_x, grad_x_ref, rtol=1e-6, atol=1e-6)
+    assert grad_x.view(-1)[:4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    torch.testing.assert_close(grad_alpha, grad_alpha_ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # the inference path (sampling) gives the same values
+        assert torch.equal(QuantReLU(bits, clip=1.7)(x), out)
+
+
 def test_model_quant_clip_sets_where_every_quantiser_clips():
     config = replace(spikediff.get_preset("fmnist-qann-small"), model=replace(TINY_QANN, quant_clip=1.5))
     model = spikediff.build(config)
