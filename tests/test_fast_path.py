@@ -262,6 +262,25 @@ def test_a_candidate_far_slower_than_the_fastest_is_timed_once(fmnist_batch, fas
     assert timed["bf16 eager"]["ms"] >= 2000 > give_up
 
 
+@pytest.mark.parametrize(("bf16_ms", "expected"), [(98.0, "fp32 eager"), (90.0, "bf16 eager")])
+def test_bf16_is_chosen_only_when_clearly_faster_than_fp32(fmnist_batch, fast_path_cache, bf16_ms, expected):
+    shape = {"n": 4}
+    key = fast_path.cache_key("train", torch.device("cpu"), shape)
+    fast_path.store_cached(key, {"fp32 eager": {"ms": 100.0}, "bf16 eager": {"ms": bf16_ms}})
+    decision = fast_path.choose_training_path(tiny_snn(), tiny_loss_fn(fmnist_batch), torch.device("cpu"), "auto",
+                                              "off", shape=shape)
+    assert str(decision.path) == expected
+    assert ("fp32 kept" in decision.describe()) == (expected == "fp32 eager")
+
+
+def test_timings_of_other_code_are_not_read_back(fast_path_cache, monkeypatch):
+    key = fast_path.cache_key("train", torch.device("cpu"), {"n": 5})
+    fast_path.store_cached(key, {"fp32 eager": {"ms": 100.0}})
+    monkeypatch.setattr(fast_path, "code_digest", lambda: "another release")
+    other = fast_path.cache_key("train", torch.device("cpu"), {"n": 5})
+    assert other != key and fast_path.load_cached(other) == {}
+
+
 def test_compilation_must_repay_itself_within_the_budget():
     pays = fast_path.compile_pays
     # a 30-minute run cannot repay 3 minutes of compiling at 1.15x with the 10% gain asked for
