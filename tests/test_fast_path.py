@@ -246,20 +246,24 @@ def test_auto_measures_once_per_machine_and_shape_then_reads_the_cache(fmnist_ba
 
 
 def test_a_candidate_far_slower_than_the_fastest_is_timed_once(fmnist_batch, fast_path_cache):
-    loss_fn, bf16_calls = tiny_loss_fn(fmnist_batch), []
+    loss_fn, bf16_calls, fp32_seconds = tiny_loss_fn(fmnist_batch), [], [0.0]
 
     def bf16_without_hardware(net):  # what bf16 costs on a CPU without bf16 instructions: ~10x fp32
         if torch.is_autocast_enabled("cpu"):
             bf16_calls.append(1)
-            time.sleep(2.0)
-        return loss_fn(net)
+            time.sleep(2.0 + 30 * max(fp32_seconds))  # > 5x a whole fp32 step (forward + backward), however busy
+            return loss_fn(net)
+        tic = time.perf_counter()
+        loss = loss_fn(net)
+        fp32_seconds.append(time.perf_counter() - tic)
+        return loss
 
     decision = fast_path.choose_training_path(tiny_snn(), bf16_without_hardware, torch.device("cpu"), "auto",
                                               "off", shape={"n": 3})
     assert decision.path == fast_path.EAGER_FP32 and len(bf16_calls) == 1
     timed = fast_path.load_cached(fast_path.cache_key("train", torch.device("cpu"), {"n": 3}))
     give_up = max(fast_path.GIVE_UP_FACTOR * timed["fp32 eager"]["ms"], fast_path.GIVE_UP_MIN_MS)
-    assert timed["bf16 eager"]["ms"] >= 2000 > give_up
+    assert timed["bf16 eager"]["ms"] >= 2000 and timed["bf16 eager"]["ms"] > give_up
 
 
 @pytest.mark.parametrize(("bf16_ms", "expected"), [(98.0, "fp32 eager"), (90.0, "bf16 eager")])
