@@ -27,6 +27,11 @@ from spikediff.models.ann_unet import UNet
 from spikediff.snn.signed_if import SignedIFNeuron
 
 
+def _levels_of(ratio: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """``alpha * round(clamp(ratio, 0, 1) * levels) / levels``, computed in ``ratio``'s own storage."""
+    return ratio.clamp_(0.0, 1.0).mul_(levels).round_().mul_(alpha / levels)
+
+
 class _QuantiseWithStraightThrough(torch.autograd.Function):
     """The quantiser and its straight-through gradients in few passes each way.
 
@@ -44,7 +49,7 @@ class _QuantiseWithStraightThrough(torch.autograd.Function):
     def forward(ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
         ratio = x / alpha
         inside = (ratio > 0.0).logical_and_(ratio < 1.0)
-        y = ratio.clamp_(0.0, 1.0).mul_(levels).round_().mul_(alpha / levels)
+        y = _levels_of(ratio, alpha, levels)
         ctx.save_for_backward(x, alpha, y, inside)
         return y
 
@@ -74,7 +79,7 @@ class QuantReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or self.alpha.requires_grad):
             return _QuantiseWithStraightThrough.apply(x, self.alpha, self.levels)
-        return (x / self.alpha).clamp_(0.0, 1.0).mul_(self.levels).round_().mul_(self.alpha / self.levels)
+        return _levels_of(x / self.alpha, self.alpha, self.levels)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, alpha={float(self.alpha):.4g}"
