@@ -315,7 +315,7 @@ def plot_grids(rows: list[dict], out: Path) -> None:
     for ax, r in zip(axes.flat, rows, strict=False):
         ax.imshow(plt.imread(out / f"grid-{r['row']}.png"), cmap="gray")
         fid = score(r, "FID")
-        ax.set_title(f"{r['row']}\nFID {fid:.0f}, {r['budget_minutes']:g} min", fontsize=10)
+        ax.set_title(f"{r['row']}\nFID {fid:.0f}, {budget_cell(r, rows)}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "grids.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
