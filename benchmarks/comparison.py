@@ -54,7 +54,6 @@ import spikediff  # noqa: E402
 from spikediff.families import family_of  # noqa: E402
 from spikediff.fast_path import cpu_facts  # noqa: E402
 from spikediff.metrics import evaluate_images, score  # noqa: E402
-from spikediff.models.folding import fold_batchnorm  # noqa: E402
 from spikediff.sample import generate, save_grid  # noqa: E402
 
 CHUNK = 1000
@@ -167,13 +166,18 @@ def row_sampler(config) -> str:
     return "absorbing" if family_of(config).samples_tokens else "dpm-solver++"
 
 
+def longest_chunk_seconds(parts: Path) -> float:
+    """The longest a chunk in ``parts`` took (0 before the first): what the next one is expected to take."""
+    return max((float(np.load(p)["seconds"]) for p in parts.glob("part_*.npz")), default=0.0)
+
+
 def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
-    """Sample ``--num`` images into ``parts`` in chunks of ``CHUNK`` (one compiled network per process)."""
+    """Sample ``--num`` images into ``parts`` in chunks of ``CHUNK``, each on the fast path that
+    ``spikediff sample`` takes (measured and verified against eager fp32; recorded with the chunk). A
+    chunk starts only when the session has 1.5x the longest chunk so far left; the first chunk of a row
+    has no timing yet and starts with a minute left."""
     parts.mkdir(parents=True, exist_ok=True)
-    config = spikediff.load_config(ckpt)
-    family = family_of(config)
-    sampler = row_sampler(config)
-    model, last = None, 0.0
+    model, last = None, longest_chunk_seconds(parts)
     for first in range(0, args.num, CHUNK):
         part = parts / f"part_{first:06d}.npz"
         if part.is_file():
@@ -181,16 +185,17 @@ def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
         if session.minutes_left() < max(1.0, 1.5 * last / 60):
             return False
         if model is None:
+            config = spikediff.load_config(ckpt)
             model = spikediff.load(ckpt).eval()
-            if not family.samples_tokens:
-                model = fold_batchnorm(model)
-                if not family.eager_under_auto:
-                    model = torch.compile(model)
+        chosen = []
         tic = time.monotonic()
-        images = generate(model, config, min(CHUNK, args.num - first), sampler, args.steps, seed=0, batch_size=250,
-                          device="cpu", precision="auto", first=first)
-        last = time.monotonic() - tic
-        np.savez_compressed(part, images=images.numpy(), seconds=last)
+        images = generate(model, config, min(CHUNK, args.num - first), row_sampler(config), args.steps, seed=0,
+                          batch_size=250, device="cpu", precision="auto", compile="auto",
+                          fold_bn=not family_of(config).samples_tokens, first=first, on_fast_path=chosen.append)
+        seconds = time.monotonic() - tic
+        print(chosen[0].describe(), flush=True)
+        last = max(last, seconds)
+        np.savez_compressed(part, images=images.numpy(), seconds=seconds, path=str(chosen[0].path))
     return True
 
 
@@ -199,7 +204,7 @@ def measure(row: str, spec: Row, args) -> dict:
     config = spikediff.load_config(ckpt)
     loaded = [np.load(p) for p in sorted((args.work / row / "samples").glob("part_*.npz"))]
     images = torch.from_numpy(np.concatenate([p["images"] for p in loaded]))
-    # the first chunk of a process pays torch.compile's compilation: time the others when there are any
+    # a chunk that compiled paid the compilation: time the others when there are any
     timed = loaded[1:] if len(loaded) > 1 else loaded
     seconds, timed_images = sum(float(p["seconds"]) for p in timed), sum(len(p["images"]) for p in timed)
     save_grid(images[:100], args.out / f"grid-{row}.png", 10)
@@ -222,6 +227,8 @@ def measure(row: str, spec: Row, args) -> dict:
         "train_images_per_s_median": round(statistics.median(rates), 2) if rates else None,
         "sampler": row_sampler(config),
         "steps": args.steps, "num_samples": len(images), "sampling_images_per_s": round(timed_images / seconds, 2),
+        # parts written before the paths were recorded were compiled without verification
+        "sampling_paths": sorted({str(p["path"]) if "path" in p else "compiled (unverified)" for p in loaded}),
         "energy_per_image_mj": energy["energy_per_image_mj"], "snn_over_ann": energy.get("snn_over_ann"),
         "conditional": spec.conditional, **scored["scores"], "classes": scored["classes"],
     }

@@ -237,3 +237,17 @@ def test_ann2snn_command_round_trip_sample_and_energy(tmp_path, small_fmnist_dir
     capsys.readouterr()
     assert main(["ann2snn", str(out), str(tmp_path / "again")]) == 1  # an SNN is not a quantised ANN
     assert "qann_unet" in capsys.readouterr().err
+
+
+def test_a_compiled_converted_snn_fires_as_the_eager_one_with_its_own_thresholds():
+    """torch.compile once fired every signed IF neuron with one layer's threshold (relative output
+    error 1.5 here): the neuron now runs eagerly inside the compiled graph."""
+    qann, config = tiny_qann()
+    with torch.no_grad():
+        for i, m in enumerate(m for m in qann.modules() if isinstance(m, QuantReLU)):
+            m.alpha.fill_(1.0 + 0.37 * i)  # a different threshold in every layer, as after training
+    snn, _ = convert(qann, config, 3)
+    x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 100, 300, 500, 600, 700, 900, 999])
+    with torch.no_grad():
+        assert torch.equal(torch.compile(snn)(x, t), snn(x, t))

@@ -111,3 +111,24 @@ def test_comparison_ranks_only_the_rows_that_draw_the_data(monkeypatch):
     assert "machine |" not in text
     rows[0]["meta"]["machine"]["model"] = "CPU B"  # rows from two machines name theirs
     assert "| machine |" in comparison.table(rows) and "CPU B" in comparison.table(rows)
+
+
+def test_comparison_sampling_waits_for_a_session_long_enough_for_its_longest_chunk(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import comparison
+    import numpy as np
+
+    from spikediff.checkpoint import CheckpointError
+
+    parts = tmp_path / "samples"
+    parts.mkdir()
+    np.savez_compressed(parts / "part_000000.npz", images=np.zeros((1, 1, 2, 2)), seconds=600.0)
+    args = type("Args", (), {"num": 2 * comparison.CHUNK, "steps": 2})()
+    # 12 minutes left, the first chunk took 10: the second would overrun the session, so it waits
+    # (before loading the checkpoint, which does not exist here)
+    assert comparison.longest_chunk_seconds(parts) == 600.0
+    assert not comparison.sample_chunks(tmp_path / "no-checkpoint", parts, args, comparison.Session(12.0))
+    assert sorted(p.name for p in parts.iterdir()) == ["part_000000.npz"]
+    # with 16 minutes left it starts: loading the missing checkpoint is what fails
+    with pytest.raises(CheckpointError, match="not a spikediff checkpoint"):
+        comparison.sample_chunks(tmp_path / "no-checkpoint", parts, args, comparison.Session(16.0))

@@ -168,7 +168,7 @@ def test_a_nan_in_the_compiled_path_falls_back_to_eager(fmnist_batch, fast_path_
     model = tiny_snn()
     decision = fast_path.choose_training_path(model, tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32", "on")
     assert decision.path == fast_path.EAGER_FP32 and decision.model is model
-    assert "fp32 compiled disagrees with eager fp32" in decision.describe()
+    assert "fp32 compiled disagrees (loss nan, gradient norm nan: not finite)" in decision.describe()
     cached = json.loads(fast_path_cache.read_text())
     assert any("problem" in entry.get("fp32 compiled", {}) for entry in cached.values())
     # compile=auto remembers the failure on this machine and does not compile again, whatever the budget
@@ -212,6 +212,29 @@ def test_sampling_falls_back_when_the_bf16_output_is_wrong(fast_path_cache):
     assert decision.path == fast_path.EAGER_FP32 and "relative output error" in decision.describe()
     assert fast_path.choose_sampling_path(build_model(TINY_SNN).eval(), x, t, torch.device("cpu"), "bf16",
                                           "off").path == fast_path.FastPath("bf16", False)
+
+
+class DriftingCompile(torch.nn.Module):
+    """Stands in for a compiled spiking network that fires a little differently: outputs 8% off, which
+    bf16's tolerance against fp32 (OUTPUT_RTOL) would pass."""
+
+    def __init__(self, model, **_):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs) * 1.08
+
+
+def test_a_compiled_sampling_path_must_match_eager_at_its_own_precision(fast_path_cache, monkeypatch):
+    monkeypatch.setattr(torch, "compile", DriftingCompile)
+    monkeypatch.setattr(fast_path, "compiler_available", lambda device: True)
+    model = build_model(TINY_SNN).eval()
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([500, 500])
+    assert fast_path.COMPILED_OUTPUT_RTOL < 0.08 < fast_path.OUTPUT_RTOL
+    decision = fast_path.choose_sampling_path(model, x, t, torch.device("cpu"), "fp32", "on")
+    assert decision.path == fast_path.EAGER_FP32 and decision.model is model
+    assert "against eager fp32: relative output error 0.0800" in decision.describe()
 
 
 def test_trials_leave_the_model_as_they_found_it(fmnist_batch, fast_path_cache):
