@@ -273,7 +273,7 @@ def table(rows: list[dict]) -> str:
     kid = next(k for k in rows[0] if k.startswith("KID ("))
     machines = len({machine_name(r) for r in rows}) > 1
     header = (f"| rank | model | params | budget (steps) | train img/s | sampler (NFE) | samples | {fid} | KID | "
-              "precision | recall | smallest class | energy / image (45 nm) | SNN/ANN | sample img/s |"
+              "precision | recall | smallest class | energy / image (45 nm) | SNN/ANN | sample img/s (path) |"
               + (" machine |" if machines else ""))
     lines = [header, "|---" * header.count(" |") + "|"]
     why = {r["row"]: unranked_because(r) for r in rows}
@@ -283,11 +283,12 @@ def table(rows: list[dict]) -> str:
         ratio = f"{r['snn_over_ann']:.2f}" if r["snn_over_ann"] is not None else "-"
         classes = r.get("classes")
         smallest = f"{classes['smallest']} {classes['smallest_share']:.1%}" if classes else "-"
+        path = f" ({', '.join(r['sampling_paths'])})" if r.get("sampling_paths") else ""
         lines.append(f"| {rank if rank <= len(ranked) else 'not ranked'} | {r['model']} | {r['params_trainable']:,} | "
                      f"{budget_cell(r, rows)} | {r['train_images_per_s_median']} | {r['sampler']} ({r['steps']}) | "
                      f"{r['num_samples']:,} | {r[fid]:.1f} | {r[kid]:.2f} | {score(r, 'precision'):.3f} | "
                      f"{score(r, 'recall'):.3f} | {smallest} | {r['energy_per_image_mj']:.3f} mJ | {ratio} | "
-                     f"{r['sampling_images_per_s']:.1f} |" + (f" {machine_name(r)} |" if machines else ""))
+                     f"{r['sampling_images_per_s']:.1f}{path} |" + (f" {machine_name(r)} |" if machines else ""))
     reasons = [f"- {r['model']}: not ranked, {why[r['row']]}" for r in unranked]
     return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"
 

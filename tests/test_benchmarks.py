@@ -109,6 +109,8 @@ def test_comparison_ranks_only_the_rows_that_draw_the_data(monkeypatch):
                     ["| not ranked", "fsddim-style"]]
     assert "- sdit: not ranked, recall 0.004" in text and "- fsddim-style: not ranked, class bag gets 0.2%" in text
     assert "machine |" not in text
+    rows[1]["sampling_paths"] = ["bf16 compiled"]  # the fast path each row sampled on, where recorded
+    assert "| 5.0 (bf16 compiled) |" in comparison.table(rows) and "| 5.0 |" in comparison.table(rows)
     rows[0]["meta"]["machine"]["model"] = "CPU B"  # rows from two machines name theirs
     assert "| machine |" in comparison.table(rows) and "CPU B" in comparison.table(rows)
 
