@@ -228,7 +228,7 @@ def measure(row: str, spec: Row, args) -> dict:
         "sampler": row_sampler(config),
         "steps": args.steps, "num_samples": len(images), "sampling_images_per_s": round(timed_images / seconds, 2),
         # parts written before the paths were recorded were compiled without verification
-        "sampling_paths": sorted({str(p["path"]) if "path" in p else "compiled (unverified)" for p in loaded}),
+        "sampling_paths": sorted({str(p["path"]) if "path" in p else "compiled, not verified" for p in loaded}),
         "energy_per_image_mj": energy["energy_per_image_mj"], "snn_over_ann": energy.get("snn_over_ann"),
         "conditional": spec.conditional, **scored["scores"], "classes": scored["classes"],
     }

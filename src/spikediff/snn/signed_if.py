@@ -37,8 +37,8 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
     Always run eagerly, also inside a compiled network: traced by torch.compile (torch 2.14) inside a
     converted U-Net whose layers have different thresholds, it fired with the wrong thresholds (a tiny
     network: relative output error 1.5; a trained ``fmnist-qann-small`` converted at T=3: 7-12%, and
-    FID 278 -> 612 on 2,000 samples; ``tests/test_ann2snn.py``). Eager inside the compiled graph, the
-    compiled network matches the eager one.
+    FID 612 on 2,000 samples, 261 with the neuron eager; ``tests/test_ann2snn.py``). Eager inside the
+    compiled graph, the compiled network matches the eager one.
     """
     v = x_seq[0].to(torch.promote_types(x_seq.dtype, torch.float32)) + 0.5 * v_threshold
     count = torch.zeros_like(v)
