@@ -24,6 +24,9 @@ with fixed noise (eval mode), a low-variance measure to read beside the sampled 
 ``--convert T`` (a quantised-ANN preset, ``fmnist-qann-small``) also scores, at every point and for
 every weight set, the T-step SNN that ``spikediff ann2snn`` converts it to: the ANN-to-SNN route's
 curve, whose minutes are the quantised ANN's training (the conversion takes seconds, recorded per row).
+``--convert-at`` limits that to some of the points: sampling a converted SNN costs 5-15x its quantised
+ANN (T forward passes of signed-IF layers), so a curve may score the network at every point and its SNN
+only where the comparison is made.
 
 Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes (with
 ``--at-steps``: against steps) for every label in ``--out``. ``--extend`` continues LABEL's run in
@@ -245,6 +248,8 @@ def main() -> None:
                         help="continue LABEL's run in --work to later points, keeping LABEL.json's points")
     parser.add_argument("--convert", type=int, metavar="T",
                         help="also score each weight set converted to a T-step SNN (a qann_unet preset)")
+    parser.add_argument("--convert-at", help="the points (minutes or steps, as the points are given) at which "
+                        "--convert scores the SNN; default every point")
     args = parser.parse_args()
     if args.plot:
         plot(args.out, "step" if args.at_steps else "minutes")
@@ -258,6 +263,9 @@ def main() -> None:
     run, points_dir = args.work / args.label, args.out / args.label
     points_dir.mkdir(parents=True, exist_ok=True)
     points = at_steps or [float(m) for m in args.minutes.split(",")]
+    convert_at = set(points) if args.convert_at is None else {float(p) for p in args.convert_at.split(",")}
+    if args.convert_at and (not args.convert or not convert_at <= set(points)):
+        parser.error(f"--convert-at needs --convert and points among {points}")
     sampling = Sampling(args.num, args.sampler, args.steps, args.sampling_precision)
     earlier = _earlier_curve(args, parser, points, config, sampling) if args.extend else {"meta": {}, "points": []}
     rows = earlier["points"]
@@ -278,7 +286,7 @@ def main() -> None:
         at = {"minutes": round(minutes, 3), "step": result.step, "train_seconds_segment": segment_s}
         for which in args.weights.split(","):
             scored = [score_point(ckpt, which, sampling, points_dir / f"{name}-{which}.png")]
-            if args.convert:
+            if args.convert and point in convert_at:
                 scored.append(score_converted(ckpt, which, args.convert, sampling,
                                               points_dir / f"{name}-{which}-snn-t{args.convert}.png"))
             for row in scored:

@@ -70,19 +70,23 @@ def test_learning_curve_extends_a_run_instead_of_starting_again(tmp_path, monkey
 
 def test_learning_curve_scores_the_snn_a_quantised_ann_converts_to(tmp_path, monkeypatch, small_fmnist_dir):
     monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
-    _learning_curve(monkeypatch, tmp_path, "--at-steps", "2", "--weights", "model,ema", "--convert", "3",
-                    preset="fmnist-qann-small")
+    _learning_curve(monkeypatch, tmp_path, "--at-steps", "1,2", "--weights", "model,ema", "--convert", "3",
+                    "--convert-at", "2", preset="fmnist-qann-small")
     rows = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
-    assert [(r["weights"], "converted" in r) for r in rows] == [("model", False), ("model", True), ("ema", False),
-                                                                ("ema", True)]
-    snn = rows[3]["converted"]
-    assert snn["spike_steps"] == 3 and snn["output_mse_vs_qann"] >= 0 and rows[3]["step"] == rows[2]["step"] == 2
-    assert rows[3]["FID"] != rows[2]["FID"]  # the SNN sampled its own images, not the quantised ANN's
+    assert [(r["step"], r["weights"], "converted" in r) for r in rows] == [  # the SNN only where --convert-at asks
+        (1, "model", False), (1, "ema", False), (2, "model", False), (2, "model", True), (2, "ema", False),
+        (2, "ema", True)]
+    snn = rows[5]["converted"]
+    assert snn["spike_steps"] == 3 and snn["output_mse_vs_qann"] >= 0
+    assert rows[5]["FID"] != rows[4]["FID"]  # the SNN sampled its own images, not the quantised ANN's
     converted = tmp_path / "work" / "c-step2-ema-snn-t3"
     assert json.loads((converted / "config.json").read_text())["model"]["arch"] == "converted_snn"
     assert (tmp_path / "out" / "c" / "step2-ema-snn-t3.png").is_file()
     with pytest.raises(SystemExit, match="2"):  # only a quantised ANN converts
         _learning_curve(monkeypatch, tmp_path, "--at-steps", "2", "--convert", "3")
+    with pytest.raises(SystemExit, match="2"):  # a conversion point that is not a point of the curve
+        _learning_curve(monkeypatch, tmp_path, "--at-steps", "2", "--convert", "3", "--convert-at", "3",
+                        preset="fmnist-qann-small")
 
 
 def _comparison_row(row: str, fid: float, recall: float, smallest_share: float, cpu: str = "CPU A") -> dict:
