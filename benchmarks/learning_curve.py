@@ -24,9 +24,9 @@ with fixed noise (eval mode), a low-variance measure to read beside the sampled 
 ``--convert T`` (a quantised-ANN preset, ``fmnist-qann-small``) also scores, at every point and for
 every weight set, the T-step SNN that ``spikediff ann2snn`` converts it to: the ANN-to-SNN route's
 curve, whose minutes are the quantised ANN's training (the conversion takes seconds, recorded per row).
-``--convert-at`` limits that to some of the points: sampling a converted SNN costs 5-15x its quantised
-ANN (T forward passes of signed-IF layers), so a curve may score the network at every point and its SNN
-only where the comparison is made.
+``--convert-at`` limits that to some of the points: sampling a converted SNN costs 4-12x its quantised
+ANN (measured at T=3 and T=7: the signed-IF layers run T steps), so a curve may score the network at
+every point and its SNN only where the comparison is made.
 
 Writes ``LABEL.json`` and ``LABEL/`` (points, grids); ``--plot`` draws FID against minutes (with
 ``--at-steps``: against steps) for every label in ``--out``. ``--extend`` continues LABEL's run in
