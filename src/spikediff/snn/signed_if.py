@@ -36,7 +36,7 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
 
     Always run eagerly, also inside a compiled network: traced by torch.compile (torch 2.14) inside a
     converted U-Net whose layers have different thresholds, it fired with the wrong thresholds (a tiny
-    network: relative output error 1.5; a trained ``fmnist-qann-small`` converted at T=3: 7-12%, and
+    network: relative output error 1.5; a trained 2-bit ``fmnist-qann-small`` converted at T=3: 7-12%, and
     FID 612 on 2,000 samples, 261 with the neuron eager; ``tests/test_ann2snn.py``). Eager inside the
     compiled graph, the compiled network matches the eager one.
     """
