@@ -498,8 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", choices=COMPILE_MODES, default="off", help="auto: as train/sample would choose")
     p.add_argument("--budget-minutes", type=positive_float, default=30.0,
                    help="the training run that --compile auto decides for (default: the quick start's 30)")
-    p.add_argument("--evaluations", type=positive_int, default=100,
-                   help="the sampling run that --compile auto decides for (default: the quick start's 100)")
+    p.add_argument("--evaluations", type=positive_int, default=400, help="the sampling run that --compile auto "
+                   "decides for, in batch evaluations (default: the quick start's 400, 20 batches x 20 steps)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")
     p.add_argument("--repeats", type=positive_int, default=5)
