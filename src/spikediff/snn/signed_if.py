@@ -22,7 +22,7 @@ NEGATIVE_SPIKE_MARGIN = 1e-3
 
 @torch.compiler.disable
 @torch.no_grad()
-def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
+def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor) -> torch.Tensor:
     """Signed IF over ``x_seq [T, ...]``: ``v <- v + x_t`` from ``v = v_threshold / 2``; fire +1 and
     subtract the threshold where ``v >= v_threshold``; else, where ``v < 0`` and the running count is
     positive, fire -1 and add the threshold back. Spikes come in ``x_seq``'s dtype (-1, 0 and 1 are
@@ -38,8 +38,10 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
     converted U-Net whose layers have different thresholds, it fired with the wrong thresholds (a tiny
     network: relative output error 1.5; a trained 2-bit ``fmnist-qann-small`` converted at T=3: 7-12%, and
     FID 612 on 2,000 samples, 261 with the neuron eager; ``tests/test_ann2snn.py``). Eager inside the
-    compiled graph, the compiled network matches the eager one.
+    compiled graph, the compiled network matches the eager one. A tensor threshold is read here, in
+    eager code, so that a compiled caller does not break its graph on ``Tensor.item()`` too.
     """
+    v_threshold = float(v_threshold)
     v = x_seq[0].to(torch.promote_types(x_seq.dtype, torch.float32)) + 0.5 * v_threshold
     count = torch.zeros_like(v)
     out = torch.empty_like(x_seq)
@@ -84,7 +86,7 @@ class SignedIFNeuron(Neuron):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.view(self.spike_steps, x.shape[0] // self.spike_steps, *x.shape[1:])
-        spikes = signed_if_sequence(x_seq, self.v_threshold)
+        spikes = signed_if_sequence(x_seq, self.alpha)
         if torch.is_grad_enabled() and x.requires_grad:
             rate = x_seq.clamp(0.0, self.v_threshold) / self.v_threshold
             spikes = spikes + (rate - rate.detach())
