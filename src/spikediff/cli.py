@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from spikediff import checkpoint
-from spikediff.config import Config, apply_overrides
+from spikediff.config import UNCAPPED_STEPS, Config, apply_overrides
 from spikediff.families import all_samplers
 from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
@@ -103,6 +103,11 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(_model_summary(model))
 
 
+def _sets(assignments: list[str] | None, key: str) -> bool:
+    """Whether ``--set`` assigns ``key``."""
+    return any(a.split("=", 1)[0].strip() == key for a in assignments or [])
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from spikediff.train import train
 
@@ -116,6 +121,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise ValueError("train needs --preset NAME (or --resume with an existing --out)")
         config = get_preset(args.preset)
     config = apply_overrides(config, args.set or [])
+    if args.max_minutes and not args.resume and not _sets(args.set, "train.total_steps"):
+        print(f"--max-minutes {args.max_minutes:g}: the time is the budget (the preset's {config.train.total_steps:,} "
+              "steps do not end the run; --set train.total_steps=N caps it)", flush=True)
+        config = replace(config, train=replace(config.train, total_steps=UNCAPPED_STEPS))
     result = train(
         config,
         out,

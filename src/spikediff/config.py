@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LR_DECAYS = ("constant", "cosine")
+# train.total_steps of a run that its time budget ends (``spikediff train --max-minutes`` without an explicit
+# step count): a cap no run reaches, so the preset's step count does not end a budgeted run early
+UNCAPPED_STEPS = 10**9
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from spikediff.checkpoint import (
     run_checkpoints,
     save,
 )
-from spikediff.config import Config
+from spikediff.config import UNCAPPED_STEPS, Config
 from spikediff.data import InMemoryImages, batch_transform, load_dataset, match_channels
 from spikediff.families import family_of
 from spikediff.fast_path import COMPILE_OPTIONS, agree_across_ranks, choose_training_path
@@ -335,7 +335,8 @@ def train(
             step_model, device_ids=[device.index] if device.type == "cuda" else None
         )
     autocast = fast.context(device)
-    bar = tqdm(total=t.total_steps, initial=start, disable=not (progress and d.main), unit="step", dynamic_ncols=True)
+    bar = tqdm(total=t.total_steps if t.total_steps < UNCAPPED_STEPS else None, initial=start,
+               disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
     tic = time.perf_counter()
     # a decaying lr under a time budget: steps start+2 .. start+1+FIT_STEPS are timed to fit its end
