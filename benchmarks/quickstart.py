@@ -138,7 +138,7 @@ def measure(clone: Path, command: str, logs: Path) -> dict:
             report = json.loads((clone / positional(cmd, 0) / "energy" / "energy.json").read_text())
             keys = ("energy_per_image_mj", "snn_over_ann", "sampling_steps")
             stage.update({k: report[k] for k in keys if k in report})
-            stage["mj_per_evaluation"] = report["report"]["energy_mj"]
+            stage["per_evaluation"] = report["report"]["totals_per_evaluation"]
         record["stages"][name] = stage
     return record
 
