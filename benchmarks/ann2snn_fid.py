@@ -23,7 +23,7 @@ from provenance import provenance
 import spikediff
 from spikediff.ann2snn import ann2snn
 from spikediff.cli import main as cli
-from spikediff.metrics import evaluate_images, score
+from spikediff.metrics import evaluate_images, score, score_key
 from spikediff.sample import generate
 
 
@@ -95,7 +95,7 @@ def main() -> None:
 
 def write_results(meta: dict, rows: list[dict], out: Path) -> None:
     (out / "ann2snn.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    fid_key = next(k for k in rows[0] if k.startswith("FID"))
+    fid_key = score_key(rows[0], "FID")
     lines = [f"| model | T | fine-tuned | {fid_key} | KID | precision | recall | output MSE vs QANN | "
              "mJ per evaluation | mJ per image | vs QANN |", "|---" * 11 + "|"]
     for r in rows:

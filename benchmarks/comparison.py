@@ -53,7 +53,7 @@ from provenance import provenance  # noqa: E402
 import spikediff  # noqa: E402
 from spikediff.families import family_of  # noqa: E402
 from spikediff.fast_path import cpu_facts  # noqa: E402
-from spikediff.metrics import evaluate_images, score  # noqa: E402
+from spikediff.metrics import evaluate_images, score, score_key  # noqa: E402
 from spikediff.sample import generate, save_grid  # noqa: E402
 
 CHUNK = 1000
@@ -269,7 +269,7 @@ def table(rows: list[dict]) -> str:
     """The rows that draw the data ranked by FID, then the rows that do not, each with its reason;
     a machine column when the rows were measured on different machines (a budget of minutes buys a
     different step count on each)."""
-    fid = next(k for k in rows[0] if k.startswith("FID"))
+    fid = score_key(rows[0], "FID")
     kid = next(k for k in rows[0] if k.startswith("KID ("))
     machines = len({machine_name(r) for r in rows}) > 1
     header = (f"| rank | model | params | budget (steps) | train img/s | sampler (NFE) | samples | {fid} | KID | "
@@ -295,7 +295,7 @@ def table(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], budget_minutes: float, path: Path) -> None:
     """FID against energy per image, sampling speed and training speed: one point per row."""
-    fid = next(k for k in rows[0] if k.startswith("FID"))
+    fid = score_key(rows[0], "FID")
     panels = [("energy_per_image_mj", "energy per image, mJ (45 nm)"),
               ("sampling_images_per_s", "sampling images/s"), ("train_images_per_s_median", "training images/s")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)

@@ -29,7 +29,7 @@ from provenance import provenance  # noqa: E402
 
 import spikediff  # noqa: E402
 from spikediff.checkpoint import uses_ema  # noqa: E402
-from spikediff.metrics import evaluate_images, score  # noqa: E402
+from spikediff.metrics import evaluate_images, score, score_key  # noqa: E402
 from spikediff.metrics.reference import reference_images  # noqa: E402
 from spikediff.sample import analytic_gamma, generate  # noqa: E402
 
@@ -106,7 +106,7 @@ def main() -> None:
             meta = {"runs": [*earlier["meta"].get("runs", [earlier["meta"]]), meta]}
         rows.sort(key=lambda r: (r["sampler"] == "real test images", r["sampler"], r["num_samples"], r["nfe"]))
         (out / "fid_vs_nfe.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-        fid_key = next(k for k in rows[0] if k.startswith("FID"))
+        fid_key = score_key(rows[0], "FID")
         lines = ["| sampler | NFE | samples | " + fid_key + " | precision | recall | sampling s |", "|---" * 7 + "|"]
         for r in rows:
             prec, rec = score(r, "precision"), score(r, "recall")
@@ -134,7 +134,7 @@ def main() -> None:
         rows = [run_one(model, config, ckpt, weights, args.tg_sampler, args.tg_steps, args.num, args, th)
                 for th in thresholds]
         (out / "tg_sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-        fid_key = next(k for k in rows[0] if k.startswith("FID"))
+        fid_key = score_key(rows[0], "FID")
         base = next(r[fid_key] for r in rows if r["threshold"] == 1.0)
         lines = [f"| threshold | {fid_key} | change vs 1.0 | precision | recall |", "|---" * 5 + "|"]
         for r in rows:

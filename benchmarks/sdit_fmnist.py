@@ -26,7 +26,7 @@ from provenance import provenance
 
 import spikediff
 from spikediff.cli import main as cli
-from spikediff.metrics import evaluate_images, score
+from spikediff.metrics import evaluate_images, score, score_key
 from spikediff.metrics.extractors import make_extractor
 from spikediff.sample import class_labels, generate, save_grid
 
@@ -107,7 +107,7 @@ def main() -> None:
         "report": str(args.out / "energy")},
         "meta": provenance()}
     (args.out / "sdit.json").write_text(json.dumps(result, indent=2))
-    fid_key = next(k for k in rows[0] if k.startswith("FID"))
+    fid_key = score_key(rows[0], "FID")
     lines = ["| model | cfg | sampler steps (NFE) | samples | " + fid_key + " | KID | precision | recall | class "
              "accuracy | energy per image (mJ) | sampling img/s |", "|---" * 11 + "|"]
     for r in rows:

@@ -24,7 +24,7 @@ from provenance import provenance
 import spikediff
 from spikediff.cli import main as cli
 from spikediff.data import batch_transform, load_dataset
-from spikediff.metrics import evaluate_images, score
+from spikediff.metrics import evaluate_images, score, score_key
 from spikediff.sample import generate, save_grid
 
 PAPER_COUNT = 1280
@@ -104,7 +104,7 @@ def main() -> None:
     result.setdefault("meta_spiking_diffusion", result.get("meta"))
     result["meta"] = provenance()
     (args.out / "spiking_diffusion.json").write_text(json.dumps(result, indent=2))
-    fid_key = next(k for k in rows[0] if k.startswith("FID"))
+    fid_key = score_key(rows[0], "FID")
     lines = [f"| model | sampler steps | samples | {fid_key} | precision | recall | energy per image (mJ) |",
              "|---" * 7 + "|"]
     for r in rows:

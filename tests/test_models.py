@@ -61,14 +61,18 @@ def test_spiking_unet_passes_only_spikes_between_layers():
         assert set(s.unique().tolist()) <= {0.0, 1.0}
 
 
-def test_forward_is_deterministic_given_a_seed():
-    def run() -> torch.Tensor:
-        torch.manual_seed(123)
-        model = build_model(TINY_SNN)
-        x, t = torch.randn(2, 1, 32, 32), torch.randint(0, 1000, (2,))
-        return model(x, t)
-
-    assert torch.equal(run(), run())
+def test_the_output_depends_on_the_image_the_step_and_each_image_alone():
+    """The network reads x and t (a model that ignored either would still be 'deterministic'), and one
+    image's output does not depend on the others in its batch (eval mode: no batch statistics)."""
+    torch.manual_seed(123)
+    model = build_model(TINY_SNN).eval()
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([10, 900])
+    with torch.no_grad():
+        out = model(x, t)
+        assert (model(x, t.flip(0)) - out).abs().max() > 1e-6  # t matters
+        assert (model(torch.randn_like(x), t) - out).abs().max() > 1e-6  # x matters
+        alone = model(x[:1], t[:1])
+    assert torch.allclose(alone, out[:1], atol=1e-6)
 
 
 def test_no_state_leaks_between_calls():

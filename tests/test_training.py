@@ -42,8 +42,10 @@ def test_snn_gradients_reach_the_first_layer(fmnist_batch):
     model = build_model(TINY_SNN).train()
     loss = diffusion_loss(model, NoiseSchedule.linear(), fmnist_batch[:4])
     loss.backward()
-    assert model.stem.conv_in.weight.grad.abs().sum() > 0
-    assert model.time_embedding.linear1.weight.grad.abs().sum() > 0
+    # every trainable tensor gets a gradient: a detached branch or a neuron without a surrogate would leave
+    # the layers before it at exactly zero
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not missing, missing
 
 
 def test_cosine_decay_warms_up_then_falls_to_zero_at_the_last_step():

@@ -13,7 +13,7 @@ import torch
 
 from spikediff.checkpoint import build
 from spikediff.config import Config
-from spikediff.diffusion import NoiseSchedule, diffusion_loss
+from spikediff.families import family_of
 from spikediff.fast_path import choose_sampling_path, choose_training_path, median_ms
 from spikediff.models.folding import fold_batchnorm
 from spikediff.precision import precision_context
@@ -35,13 +35,17 @@ def bench_train(config: Config, batch: int, repeats: int = 5, warmup: int = 2, b
     torch.manual_seed(0)
     model = build(config).to(device).train()
     opt = make_optimizer(model, config)
-    schedule = NoiseSchedule.from_config(config.diffusion)
     m = config.model
     x0 = torch.rand(batch, m.img_ch, m.image_size, m.image_size, device=device) * 2 - 1
+    # the family's own training objective (Gaussian, VQ or absorbing), with one step's draws
+    objective = family_of(config).objective(config, model, lambda: float(x0.var()))
+    gen = torch.Generator().manual_seed(0)
+    draws = {k: v.to(device) for k, v in objective.draws(x0.shape, gen).items()}
+    if m.num_classes:
+        draws["y"] = torch.randint(0, m.num_classes, (batch,), generator=gen).to(device)
 
     def loss_of(net: torch.nn.Module) -> torch.Tensor:
-        return diffusion_loss(net, schedule, x0, config.diffusion.prediction, learned_variance=m.learn_sigma,
-                              generator=torch.Generator().manual_seed(0))
+        return objective.loss(net, x0, draws)
 
     t = config.train
     if "auto" in (t.precision, t.compile):

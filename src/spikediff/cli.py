@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,31 +15,12 @@ import torch
 from spikediff import checkpoint
 from spikediff.config import UNCAPPED_STEPS, Config, apply_overrides
 from spikediff.families import all_samplers
+from spikediff.option_rules import given_options, refuse_ignored
 from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
+from spikediff.ranges import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED
+from spikediff.snn import spiking_neurons
 from spikediff.train.distributed import default_device, device_problem, init_distributed, shutdown
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a count, a step number or a batch size; 0 is never a hidden default."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a duration; 0 or less would mean "unlimited" or "one step", so it is refused."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
-    return value
 
 
 def device_name(text: str) -> str:
@@ -53,14 +35,11 @@ def device_name(text: str) -> str:
 
 
 def step_list(text: str) -> list[int]:
-    """argparse type: comma-separated diffusion steps, e.g. ``0,250,500,999``."""
+    """argparse type: comma-separated diffusion steps, e.g. ``0,250,500,999``, each a whole number >= 0."""
     try:
-        steps = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if any(step < 0 for step in steps):
-        raise argparse.ArgumentTypeError(f"diffusion steps are >= 0, got {text!r}")
-    return steps
+        return [NON_NEGATIVE_INT.parse(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {text!r} (comma-separated diffusion steps)") from None
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -112,10 +91,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from spikediff.train import train
 
     out = Path(args.out)
-    if args.resume:
-        config = Config.from_json((out / "config.json").read_text()) if (out / "config.json").is_file() else None
-        if config is None:
-            raise FileNotFoundError(f"cannot resume: {out} holds no config.json from an earlier run")
+    if args.resume:  # the newest checkpoint's config, which its checksum covers (the run folder's copy is a record)
+        if not checkpoint.run_checkpoints(out):
+            raise FileNotFoundError(f"cannot resume: {out} holds no checkpoint of an earlier run")
+        config = checkpoint.load_config(out)
     else:
         if not args.preset:
             raise ValueError("train needs --preset NAME (or --resume with an existing --out)")
@@ -143,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
-    from spikediff.sample import generate, save_samples
+    from spikediff.sample import default_variance, generate, save_samples
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -173,7 +152,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     save_samples(images, out, individual=not args.no_png, nrow=per_class)
     shown = {k: v for k, v in extra.items() if k != "gamma"}
     if sampler == "ddpm":
-        shown.setdefault("variance", "learned" if config.model.learn_sigma else "fixedlarge")
+        shown.setdefault("variance", default_variance(config))
     meta = {"checkpoint": str(args.checkpoint), "num": args.num, "sampler": sampler, "steps": steps,
             "ranks": d.world, "seed": args.seed, "ema": use_ema, "threshold": args.threshold,
             "fast_path": str(chosen[0].path), "fold_bn": args.fold_bn, **shown}
@@ -192,14 +171,14 @@ def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra
     from spikediff.metrics import evaluate_images
 
     result = evaluate_images(images, dataset or args.dataset, args.features, args.split, args.inception_weights,
-                             args.data_dir, progress=not args.no_progress)
+                             args.data_dir, progress=not args.no_progress, resize=getattr(args, "resize", True))
     if extra:
         result["protocol"].update(extra)
     width = max(map(len, result["scores"]))
     for name, value in result["scores"].items():
         print(f"{name:<{width}}  {value:.4f}")
     p = result["protocol"]
-    print(f"({p['num_samples']} samples vs {p['reference']}; extractor {p['extractor']} "
+    print(f"({p['num_samples']} samples of {p['sample_size']} vs {p['reference']}; extractor {p['extractor']} "
           f"sha256 {p['weights_sha256'][:12]})")
     if "classes" in result:
         shares = result["classes"]["shares"]
@@ -265,6 +244,7 @@ def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config, 
     from spikediff.sample import sampler_options, sampling_defaults
 
     sampler, steps = sampling_defaults(config, args.sampler, args.steps)
+    refuse_ignored(args.command, args, {"sampler": sampler, "spiking": bool(spiking_neurons(model))})
     options = sampler_options(model, config, sampler, steps, eta=args.eta, temperature=args.temperature,
                               variance=args.variance, threshold=args.threshold if threshold is None else threshold,
                               checkpoint_dir=checkpoint.resolve(args.checkpoint), data_dir=args.data_dir,
@@ -273,6 +253,7 @@ def _sampling(args: argparse.Namespace, model: torch.nn.Module, config: Config, 
 
 
 def cmd_tg_sweep(args: argparse.Namespace) -> None:
+    from spikediff.metrics import score, score_key
     from spikediff.sample import sampling_defaults
     from spikediff.threshold_sweep import parse_thresholds, threshold_sweep
 
@@ -283,7 +264,7 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
     sampler, steps = sampling_defaults(config, args.sampler, args.steps)
 
     def show(row: dict) -> None:
-        fid_key = next(k for k in row if k.startswith("FID"))
+        fid_key = score_key(row, "FID")
         print(f"threshold {row['threshold']:.4f}: {fid_key} = {row[fid_key]:.4f}", flush=True)
 
     rows = threshold_sweep(model, config, parse_thresholds(args.thresholds), args.num, sampler, steps,
@@ -292,13 +273,13 @@ def cmd_tg_sweep(args: argparse.Namespace) -> None:
                            inception_weights=args.inception_weights, data_dir=args.data_dir, seed=args.seed,
                            batch_size=args.batch_size, device=device, precision=args.precision,
                            fold_bn=args.fold_bn, compile=args.compile, on_row=show)
-    fid_key = next(k for k in rows[0] if k.startswith("FID"))
+    fid_key = score_key(rows[0], "FID")
     base = next((r[fid_key] for r in rows if r["threshold"] == 1.0), None)
     print(f"\n{'threshold':>9}  {fid_key:>24}  {'change vs 1.0':>13}  precision  recall")
     for r in rows:
         change = f"{(r[fid_key] - base) / base * 100:+.1f}%" if base else "n/a"
-        prec = next(v for k, v in r.items() if k.startswith("precision"))
-        rec = next(v for k, v in r.items() if k.startswith("recall"))
+        prec = score(r, "precision")
+        rec = score(r, "recall")
         print(f"{r['threshold']:>9.4f}  {r[fid_key]:>24.4f}  {change:>13}  {prec:9.3f}  {rec:6.3f}")
     out = Path(args.out) if args.out else checkpoint.resolve(args.checkpoint).parent / "tg_sweep.json"
     protocol = {"num": args.num, "sampler": sampler, "steps": steps, "seed": args.seed,
@@ -380,22 +361,28 @@ def _add_weights_arg(p: argparse.ArgumentParser, verb: str) -> None:
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=all_samplers(),
                    help="default: ddim (absorbing for Spiking-Diffusion models)")
-    p.add_argument("--steps", type=positive_int, help="number of network evaluations (default 50; the token count for "
+    p.add_argument("--steps", type=COUNT, help="number of network evaluations (default 50; the token count for "
                    "absorbing diffusion)")
-    p.add_argument("--temperature", type=float, default=1.0, help="absorbing diffusion: softmax temperature")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--temperature", type=POSITIVE, default=1.0, help="absorbing diffusion: softmax temperature")
+    p.add_argument("--eta", type=FRACTION, default=0.0, help="DDIM noise (0 = deterministic)")
     p.add_argument("--variance", choices=["fixedlarge", "fixedsmall", "learned"],
                    help="DDPM variance (default: learned for models that predict it, else fixedlarge)")
-    p.add_argument("--threshold", type=float, default=1.0,
+    p.add_argument("--threshold", type=POSITIVE, default=1.0,
                    help="threshold guidance: scale every neuron's threshold at sampling (0.997 = SDDPM's best)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=COUNT, default=64)
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bf16: autocast (membranes stay fp32); "
                    "auto (default): the faster of fp32 and bf16, measured on the first batch and verified")
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the convs for sampling (exact up to rounding; default on)")
     p.add_argument("--compile", choices=COMPILE_MODES, default="auto", help="torch.compile the network; auto "
                    "(default): where the evaluations repay the compile time; verified against eager fp32")
+    _add_remeasure_arg(p)
+
+
+def _add_remeasure_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remeasure", action="store_true", help="time the fast-path candidates again instead of reading "
+                   "their cached timings (as $SPIKEDIFF_REMEASURE=1 does); the new timings are cached")
 
 
 def _add_metric_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
@@ -428,23 +415,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--init-from", metavar="CKPT_DIR", help="start from these weights (e.g. a plain SNN for TSM)")
-    p.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--max-minutes", type=POSITIVE, help="stop (with a checkpoint) after this much wall time")
     p.add_argument("--data-dir", help="the folder holding the dataset, the only place looked in "
                    "(default: $SPIKEDIFF_DATA, then the usual places)")
     p.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
+    _add_remeasure_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("checkpoint", help="checkpoint or run directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--num", "--num-samples", dest="num", type=positive_int, default=64,
+    p.add_argument("--num", "--num-samples", dest="num", type=COUNT, default=64,
                    help="number of images (write --num-samples under torchrun: its options start with --num)")
     _add_sampler_args(p)
     _add_weights_arg(p, "sample")
-    p.add_argument("--class", dest="classes", type=int,
+    p.add_argument("--class", dest="classes", type=NON_NEGATIVE_INT,
                    help="class-conditional models: sample this class (default: class i mod num_classes for image i)")
-    p.add_argument("--cfg", type=float, default=1.0,
+    p.add_argument("--cfg", type=NON_NEGATIVE, default=1.0,
                    help="classifier-free guidance scale (1 = conditional only; > 1 doubles the evaluations)")
     p.add_argument("--device", type=device_name)
     p.add_argument("--no-png", action="store_true", help="write only samples.npz and grid.png")
@@ -457,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tg-sweep", help="threshold guidance: sample and score each threshold, one seed set")
     p.add_argument("checkpoint", help="checkpoint or run directory")
     p.add_argument("--thresholds", default="0.995:1.005:0.001", help="start:stop:step (inclusive) or a,b,c")
-    p.add_argument("--num", type=positive_int, default=1000)
+    p.add_argument("--num", type=COUNT, default=1000)
     p.add_argument("--out", help="JSON file (default: tg_sweep.json beside the checkpoint)")
     p.add_argument("--device", type=device_name)
     _add_sampler_args(p)
@@ -467,8 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="FID, KID, IS and precision/recall of generated images")
     p.add_argument("samples", help="a samples.npz (NHWC uint8) or a directory of PNGs / holding samples.npz")
-    p.add_argument("--num", type=positive_int, help="score only the first N images")
+    p.add_argument("--num", type=COUNT, help="score only the first N images")
     p.add_argument("--out", help="JSON file (default: metrics-<features>.json beside the samples)")
+    p.add_argument("--resize", action="store_true", help="images at another size than the dataset's: score them "
+                   "against the dataset resized to theirs (without it they are refused)")
     p.add_argument("--no-progress", action="store_true")
     _add_metric_args(p, dataset_required=True)
     p.set_defaults(func=cmd_evaluate)
@@ -476,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-classifier", help="(re)train the dataset classifier used for classifier FID")
     p.add_argument("--dataset", default="fmnist", choices=["fmnist", "mnist"])
     p.add_argument("--out", help="weights file (default: the one shipped in the package)")
-    p.add_argument("--epochs", type=positive_int, default=6)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=COUNT, default=6)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--data-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_classifier)
@@ -488,8 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="images whose noisy versions drive the network (default: the config's)")
     p.add_argument("--t", type=step_list, help="diffusion steps at which firing rates are measured (default "
                    "0,250,500,999; for Spiking-Diffusion, masking steps 1..N spread over N)")
-    p.add_argument("--num-images", type=positive_int, default=32)
-    p.add_argument("--steps", type=positive_int, help="sampler steps, for the energy per generated image (default: the "
+    p.add_argument("--num-images", type=COUNT, default=32)
+    p.add_argument("--steps", type=COUNT, help="sampler steps, for the energy per generated image (default: the "
                    "model's diffusion steps, 1000 or the token count)")
     p.add_argument("--energy-model", default="45nm-fp32", choices=["45nm-fp32", "45nm-fp16", "45nm-int8"])
     p.add_argument("--no-ann", action="store_true", help="skip the ANN twin comparison")
@@ -501,34 +491,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="images/s, ms per step and peak memory of training or sampling")
     p.add_argument("what", choices=["train", "sample"])
     p.add_argument("--preset", required=True)
-    p.add_argument("--batch", type=positive_int, help="default: the preset's batch size")
+    p.add_argument("--batch", type=COUNT, help="default: the preset's batch size")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="auto: as train/sample would choose")
-    p.add_argument("--compile", choices=COMPILE_MODES, default="off", help="auto: as train/sample would choose")
-    p.add_argument("--budget-minutes", type=positive_float, default=30.0,
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): the path train/sample would choose, measured and verified")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="auto",
+                   help="auto (default): as train/sample would choose")
+    p.add_argument("--budget-minutes", type=POSITIVE, default=30.0,
                    help="the training run that --compile auto decides for (default: the quick start's 30)")
-    p.add_argument("--evaluations", type=positive_int, default=400, help="the sampling run that --compile auto "
+    p.add_argument("--evaluations", type=COUNT, default=400, help="the sampling run that --compile auto "
                    "decides for, in batch evaluations (default: the quick start's 400, 20 batches x 20 steps)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute blocks in backward (train)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs (sample)")
-    p.add_argument("--repeats", type=positive_int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    _add_remeasure_arg(p)
+    p.add_argument("--repeats", type=COUNT, default=5)
+    p.add_argument("--warmup", type=NON_NEGATIVE_INT, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("ann2snn", help="convert a quantised ANN (e.g. --preset fmnist-qann-small) to an SNN (SDM)")
     p.add_argument("qann_dir", help="checkpoint or run directory of a qann_unet model")
     p.add_argument("out_dir", help="where the SNN checkpoint goes (sample, evaluate and energy take it)")
-    p.add_argument("--spike-steps", type=positive_int, help="T (default 2^bits - 1)")
+    p.add_argument("--spike-steps", type=COUNT, help="T (default 2^bits - 1)")
     p.add_argument("--finetune", action="store_true", help="block-wise fine-tuning against the ANN (MSE)")
-    p.add_argument("--finetune-steps", type=positive_int, default=100, help="steps per residual block")
-    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam)")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--num-images", type=positive_int, default=5000, help="training images used for fine-tuning")
+    p.add_argument("--finetune-steps", type=COUNT, default=100, help="steps per residual block")
+    p.add_argument("--lr", type=POSITIVE, default=1e-3, help="fine-tuning learning rate (Adam)")
+    p.add_argument("--batch-size", type=COUNT, default=32)
+    p.add_argument("--num-images", type=COUNT, default=5000, help="training images used for fine-tuning")
     _add_weights_arg(p, "convert")
     p.add_argument("--data-dir")
     p.add_argument("--device", type=device_name)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_ann2snn)
@@ -538,8 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = conv.add_parser("sddpm", help="a reference SDDPM (AndyCao1125/SDDPM) .pt file")
     s.add_argument("input", help="torch file holding {'net_model': state_dict}")
     s.add_argument("out_dir")
-    s.add_argument("--spike-steps", type=positive_int, default=4, help="T the model was trained with (not in the file)")
-    s.add_argument("--image-size", type=positive_int, default=32)
+    s.add_argument("--spike-steps", type=COUNT, default=4, help="T the model was trained with (not in the file)")
+    s.add_argument("--image-size", type=COUNT, default=32)
     s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
     s.add_argument("--key", default="net_model", help="entry of the file to import (e.g. ema_model)")
     s.add_argument("--overwrite", action="store_true")
@@ -547,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = conv.add_parser("sdm", help="a reference SDM TSM (AndyCao1125/SDM) .pt file; T is read off it")
     s.add_argument("input", help="torch file holding {'net_model': state_dict} with tsmconv/tsmp names")
     s.add_argument("out_dir")
-    s.add_argument("--image-size", type=positive_int, default=32)
+    s.add_argument("--image-size", type=COUNT, default=32)
     s.add_argument("--preset", default="sddpm-cifar10", help="preset for everything not read off the weights")
     s.add_argument("--key", default="net_model")
     s.add_argument("--overwrite", action="store_true")
@@ -573,12 +566,23 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command``."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given = given_options(_subparser(parser, args.command), args)
     if args.command == "info" and not (args.target or args.preset):
         print("spikediff: error: info needs a checkpoint directory or --preset NAME", file=sys.stderr)
         return 2
+    if getattr(args, "remeasure", False):
+        os.environ["SPIKEDIFF_REMEASURE"] = "1"  # read where the fast path looks up its cache
     try:
+        refuse_ignored(args.command, args)
         args.func(args)
     except USER_ERRORS as exc:
         if getattr(args, "debug", False):

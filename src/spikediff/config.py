@@ -14,7 +14,47 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from spikediff.ranges import (
+    COUNT,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    OPEN_FRACTION,
+    POSITIVE,
+    SEED,
+    Range,
+)
+
 LR_DECAYS = ("constant", "cosine")
+BELOW_ONE = Range(False, 0, 1, open_high=True)  # a probability that 1 would make "always"
+# The valid values of every numeric config field, checked when a config is made (``--set``, a preset, a
+# config.json); a tuple's entries are each checked. A None is allowed where the field's type allows it.
+RANGES: dict[str, Range] = {
+    "model.image_size": COUNT, "model.img_ch": COUNT, "model.ch": COUNT, "model.ch_mult": COUNT,
+    "model.num_res_blocks": COUNT, "model.dropout": BELOW_ONE, "model.attn_levels": NON_NEGATIVE_INT,
+    "model.spike_steps": COUNT, "model.quant_bits": Range(True, 1, 8), "model.quant_clip": POSITIVE,
+    "model.codebook_size": COUNT, "model.latent_ch": COUNT, "model.neuron.v_threshold": POSITIVE,
+    "model.neuron.v_reset": Range(False), "model.neuron.alpha": POSITIVE, "model.neuron.tau": Range(False, 1),
+    "model.membrane_decay": Range(False, 0, 1, open_low=True), "model.depth": COUNT, "model.patch_size": COUNT,
+    "model.num_classes": NON_NEGATIVE_INT, "model.class_dropout": BELOW_ONE,
+    "diffusion.num_steps": COUNT, "diffusion.beta_start": OPEN_FRACTION, "diffusion.beta_end": OPEN_FRACTION,
+    "diffusion.min_snr_gamma": POSITIVE,
+    "train.batch_size": COUNT, "train.lr": POSITIVE, "train.weight_decay": NON_NEGATIVE,
+    "train.warmup_steps": NON_NEGATIVE_INT, "train.grad_clip": NON_NEGATIVE,  # 0: no clipping
+    "train.ema_decay": OPEN_FRACTION, "train.total_steps": COUNT, "train.seed": SEED, "train.grad_accum": COUNT,
+    "train.ema_bn_batches": COUNT, "train.keep_checkpoints": COUNT, "train.log_every": COUNT,
+    "train.save_every": COUNT, "train.sample_every": NON_NEGATIVE_INT,  # 0: no sample grids
+    "train.sample_num": COUNT, "train.sample_steps": COUNT,
+}
+
+
+def check_ranges(config: Any, prefix: str) -> None:
+    """Every field of the config section ``config`` (called ``prefix``) that :data:`RANGES` declares, checked."""
+    for f in dataclasses.fields(config):
+        key, value = f"{prefix}.{f.name}", getattr(config, f.name)
+        if key not in RANGES or value is None:
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            RANGES[key].check(item, key)
 # train.total_steps of a run that its time budget ends (``spikediff train --max-minutes`` without an explicit
 # step count): a cap no run reaches, so the preset's step count does not end a budgeted run early
 UNCAPPED_STEPS = 10**9
@@ -34,6 +74,11 @@ class NeuronConfig:
     alpha: float | None = None  # surrogate sharpness; None = 2 (atan) / 4 (sigmoid)
     tau: float = 2.0  # LIF only
     decay_input: bool = True  # LIF only
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "model.neuron")
+        if not self.v_reset < self.v_threshold:
+            raise ValueError(f"model.neuron.v_reset ({self.v_reset}) must be below v_threshold ({self.v_threshold})")
 
 
 @dataclass(frozen=True)
@@ -69,6 +114,9 @@ class ModelConfig:
     num_classes: int = 0
     class_dropout: float = 0.1
 
+    def __post_init__(self) -> None:
+        check_ranges(self, "model")
+
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -84,8 +132,9 @@ class DiffusionConfig:
     absorbing_loss: str = "reweighted_elbo"  # "reweighted_elbo" (weight 1 - t/N, the reference's) | "elbo" (1/t)
 
     def __post_init__(self) -> None:
-        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
-            raise ValueError(f"diffusion.min_snr_gamma must be > 0 or null, got {self.min_snr_gamma!r}")
+        check_ranges(self, "diffusion")
+        if not self.beta_start < self.beta_end:
+            raise ValueError(f"diffusion.beta_start ({self.beta_start}) must be below beta_end ({self.beta_end})")
 
 
 @dataclass(frozen=True)
@@ -133,21 +182,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.compile, bool):  # configs saved before "auto" existed held a bool
             object.__setattr__(self, "compile", "on" if self.compile else "off")
-        at_least = {"batch_size": 1, "total_steps": 1, "grad_accum": 1, "keep_checkpoints": 1, "log_every": 1,
-                    "save_every": 1, "sample_every": 0, "sample_num": 1, "sample_steps": 1, "ema_bn_batches": 1,
-                    "warmup_steps": 0}
-        for name, low in at_least.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"train.{name} must be a whole number >= {low}, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr!r}")
+        check_ranges(self, "train")
         if self.lr_decay == "none":  # the name "constant" had before this release (--set reads none as None)
             object.__setattr__(self, "lr_decay", "constant")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"train.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +212,36 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         return cls.from_dict(json.loads(text))
+
+
+# What a resumed run cannot change: the network, its diffusion and its data define what the saved weights
+# mean, the optimizer what its saved state means; a run with or without an EMA keeps (or lacks) its EMA file
+RESUME_FIXED = ("model.", "diffusion.", "data.", "train.optimizer")
+
+
+def flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a config as ``{"section.key": value}``."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flat(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def resume_changes(saved: Config, requested: Config) -> dict[str, list]:
+    """``{key: [saved, requested]}`` for the training-schedule values a resumed run changes; a change to
+    what the checkpoint's weights or optimizer state mean (:data:`RESUME_FIXED`, the EMA on or off) is a
+    ``ValueError`` naming the first such key."""
+    old, new = flat(saved), flat(requested)
+    changes = {k: [old[k], new[k]] for k in old if k != "name" and old[k] != new[k]}
+    for key, (was, now) in changes.items():
+        if key.startswith(RESUME_FIXED) or (key == "train.ema_decay" and (was is None) != (now is None)):
+            raise ValueError(f"cannot resume with {key}={now!r}: the checkpoint was trained with {was!r}, and a "
+                             "resumed run keeps its model, diffusion, data, optimizer and EMA (train into a new --out)")
+    return changes
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
@@ -221,7 +290,7 @@ def _parse_value(text: str, hint: Any, key: str) -> Any:
         if base is float:
             return float(text)
         return text
-    except (ValueError, json.JSONDecodeError, TypeError):
+    except (ValueError, json.JSONDecodeError, TypeError, OverflowError):
         raise ValueError(f"--set {key}={text}: expected a value of type {getattr(base, '__name__', base)}") from None
 
 

@@ -67,6 +67,12 @@ GIVE_UP_MIN_MS = 1000.0  # and at least this long: on small models one-off set-u
 # calls can differ by more than a few percent (a 2-core Xeon timed fp32 534 ms and bf16 531 ms on a model that
 # a longer benchmark runs at 423 and 460 ms).
 LOWER_PRECISION_MIN_GAIN = 1.05
+# Timed calls of one candidate that differ by more than this ((max - min) / median) were taken on a busy
+# machine: used for this run's choice, never cached (the noise of an idle machine: docs/fast_paths.md).
+BUSY_SPREAD = 0.25
+# Cached timings older than this are measured again (a driver, BIOS or library update changes them unseen).
+CACHE_MAX_AGE_S = 30 * 86400
+CACHE_MAX_KEYS = 200  # model shapes kept in the cache, the most recently measured first
 # Compiled dropout draws from the eager RNG, so a compiled step can be checked against an eager one
 # (and a run draws the same masks whichever path it takes).
 COMPILE_OPTIONS = {"fallback_random": True}
@@ -153,17 +159,35 @@ def _read_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def remeasure_asked() -> bool:
+    """``$SPIKEDIFF_REMEASURE`` set (to anything but 0 or empty; ``--remeasure`` sets it): timings are
+    measured again and the new ones cached, whatever the cache holds."""
+    return os.environ.get("SPIKEDIFF_REMEASURE", "0") not in ("", "0")
+
+
 def load_cached(key: str) -> dict[str, dict]:
-    entries = _read_cache(_cache_file()).get(key, {})
-    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
+    """The cached entries of ``key`` still in date (:data:`CACHE_MAX_AGE_S`); none under :func:`remeasure_asked`."""
+    entries = {} if remeasure_asked() else _read_cache(_cache_file()).get(key, {})
+    if not isinstance(entries, dict):
+        return {}
+    now = time.time()
+    return {k: v for k, v in entries.items() if isinstance(v, dict) and now - v.get("at", now) <= CACHE_MAX_AGE_S}
 
 
 def store_cached(key: str, entries: dict[str, dict]) -> None:
-    """Best effort: a read-only home directory only costs the next run its measurement."""
+    """Best effort: a read-only home directory only costs the next run its measurement. Empty entries are
+    not written; the cache keeps the :data:`CACHE_MAX_KEYS` most recently measured keys."""
+    entries = {k: {"at": time.time(), **v} for k, v in entries.items() if v}
     path = _cache_file()
     with contextlib.suppress(OSError, ValueError):
         data = _read_cache(path)
-        data[key] = entries
+        if data.get(key) == entries:
+            return
+        if entries:
+            data[key] = entries
+        newest = sorted(data, key=lambda k: max((e.get("at", 0) for e in data[k].values() if isinstance(e, dict)),
+                                                default=0) if isinstance(data[k], dict) else 0)
+        data = {k: data[k] for k in newest[-CACHE_MAX_KEYS:]}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(data, indent=1))
@@ -193,9 +217,9 @@ def _eager_candidates(precision: str, device: torch.device) -> list[str]:
     return ["fp32", "bf16"]
 
 
-def median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS, warmup: int = 0,
-              give_up_ms: float = math.inf) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, in milliseconds.
+def call_times_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS, warmup: int = 0,
+                  give_up_ms: float = math.inf) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, in milliseconds.
 
     A first timed call slower than ``give_up_ms`` is returned alone: a candidate path that slow has
     lost, and timing it again would only take more of the run's budget (bf16 without bf16 hardware
@@ -207,10 +231,21 @@ def median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS, warmup: in
     for _ in range(repeats):
         tic = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - tic)
-        if len(times) == 1 and times[0] * 1000 > give_up_ms:
+        times.append((time.perf_counter() - tic) * 1000)
+        if len(times) == 1 and times[0] > give_up_ms:
             break
-    return statistics.median(times) * 1000
+    return times
+
+
+def median_ms(fn: Callable[[], object], repeats: int = TIMED_REPEATS, warmup: int = 0,
+              give_up_ms: float = math.inf) -> float:
+    """The median of :func:`call_times_ms`."""
+    return statistics.median(call_times_ms(fn, repeats, warmup, give_up_ms))
+
+
+def spread(times: list[float]) -> float:
+    """Run-to-run noise of timed calls: ``(max - min) / median`` (0 for one call)."""
+    return (max(times) - min(times)) / statistics.median(times)
 
 
 def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, compile: str | bool,
@@ -237,23 +272,35 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
     reference = run(model, "fp32")  # eager fp32: the result every other path must reproduce
     report: list[str] = []
 
-    # 1. the eager precisions, timed (or their timings read from the cache)
+    # 1. the eager precisions, each warmed by one call (fp32's is the reference), then timed (or their
+    # timings read from the cache); a timing too noisy to trust (a busy machine) is used, not cached
     ms: dict[str, float] = {}
+    results = {"fp32": reference}
+    noise = 0.0
     for p in candidates:
         entry = cached.setdefault(str(FastPath(p, False)), {})
         if len(candidates) > 1 and "ms" not in entry:
+            if p not in results:
+                results[p] = run(model, p)  # the warm-up call, kept for the verification below
             give_up = max(GIVE_UP_FACTOR * min(ms.values(), default=math.inf), GIVE_UP_MIN_MS)
-            entry["ms"] = median_ms(lambda p=p: run(model, p), give_up_ms=give_up)
+            times = call_times_ms(lambda p=p: run(model, p), give_up_ms=give_up)
+            entry.update(ms=statistics.median(times), noise=spread(times))
+            if entry["noise"] > BUSY_SPREAD:
+                report.append(f"{p} eager timings {', '.join(f'{t:.0f}' for t in times)} ms vary by "
+                              f"{entry['noise']:.0%}: the machine is busy, so they are not cached")
         ms[p] = entry.get("ms", math.nan)
+        noise = max(noise, entry.get("noise", 0.0))
     chosen = min(candidates, key=lambda p: ms[p] if not math.isnan(ms[p]) else math.inf)
     if len(candidates) > 1:
         report.append("measured on the first batch: " + ", ".join(f"{p} eager {ms[p]:.0f} ms" for p in candidates))
-    if chosen != "fp32" and "fp32" in ms and not ms[chosen] * LOWER_PRECISION_MIN_GAIN < ms["fp32"]:
-        report.append(f"{chosen} is not {LOWER_PRECISION_MIN_GAIN - 1:.0%} faster than fp32: fp32 kept (exact)")
+    margin = max(LOWER_PRECISION_MIN_GAIN, 1 + noise)
+    if chosen != "fp32" and "fp32" in ms and not ms[chosen] * margin < ms["fp32"]:
+        report.append(f"{chosen} is not {margin - 1:.0%} faster than fp32 (the margin is at least the timings' own "
+                      "noise): fp32 kept (exact)")
         chosen = "fp32"
     eager_result = reference
     if chosen != "fp32":
-        eager_result = run(model, chosen)
+        eager_result = results[chosen] if chosen in results else run(model, chosen)
         problem, figures = check(reference, eager_result)
         if problem:
             report.append(f"{chosen} eager disagrees with eager fp32 ({problem}): using fp32")
@@ -294,7 +341,7 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
                                                keep_slower=compile == "on", same_precision=tight)
         report.append(line)
         cached[str(FastPath(chosen, True))] = trial
-    store_cached(key, cached)
+    store_cached(key, {k: v for k, v in cached.items() if v.get("noise", 0.0) <= BUSY_SPREAD})
     return Decision(path, net, report)
 
 
@@ -346,10 +393,14 @@ def agree_across_ranks(decision: Decision, model: nn.Module, device: torch.devic
                          device=device)
     dist.all_reduce(votes, op=dist.ReduceOp.MAX)
     agreed = FastPath("fp32" if votes[0] else "bf16", not votes[1])
+    # a second vote: compiled only if every rank holds a graph verified at the agreed precision, so that
+    # the ranks agree on precision and compilation together
+    unverified = torch.tensor([float(agreed.compiled and decision.path != agreed)], device=device)
+    dist.all_reduce(unverified, op=dist.ReduceOp.MAX)
+    if unverified.item():
+        agreed = FastPath(agreed.precision, False)
     if agreed == decision.path:
         return decision
-    if agreed.precision != decision.path.precision:
-        agreed = FastPath(agreed.precision, False)
     return Decision(agreed, decision.model if agreed.compiled else model,
                     [*decision.report, f"another rank chose otherwise: every rank runs {agreed}"])
 

@@ -81,8 +81,8 @@ def generate(
     family.check_sampler(sampler, config.model.arch)
     latent = family.samples_tokens
     labels = class_labels(config, num, classes, guidance, first)
-    if sampler == "ddpm" and config.model.learn_sigma:
-        sampler_kwargs.setdefault("variance", "learned")
+    if sampler == "ddpm":
+        sampler_kwargs.setdefault("variance", default_variance(config))
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     if fold_bn:
@@ -184,6 +184,12 @@ def sampler_options(
         return {"gamma": analytic_gamma(model, config, steps, checkpoint_dir, threshold=threshold, data_dir=data_dir,
                                         weights=weights)}
     return {}
+
+
+def default_variance(config: Config) -> str:
+    """DDPM's reverse variance unless asked otherwise: the model's own where it learns one, else fixedlarge
+    (pytorch-ddpm's and SDDPM's choice)."""
+    return "learned" if config.model.learn_sigma else "fixedlarge"
 
 
 def sampling_shape(config: Config, batch: int, fold_bn: bool) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spikediff.data import class_names
+from spikediff.data import STORED_SIZES, class_names
 from spikediff.metrics.extractors import ClassifierFeatures, make_extractor
 from spikediff.metrics.reference import reference_stats
 from spikediff.metrics.scores import frechet_distance, gaussian_stats, inception_score, kid, precision_recall
@@ -74,10 +74,15 @@ def load_images(path: str | Path, notes: list[str] | None = None) -> torch.Tenso
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
 
 
+def score_key(row: dict, name: str) -> str:
+    """The key of the ``name`` score ("FID", "KID", "precision", "recall", ...) in a result row: it carries
+    the extractor's label (``"FID (fmnist-classifier)"``), which a table's header shows."""
+    return next(k for k in row if k.split(" (")[0] == name)
+
+
 def score(row: dict, name: str) -> float:
-    """The ``name`` score ("FID", "KID", "precision", "recall", ...) of a result row: its key carries
-    the extractor's label (``"FID (fmnist-classifier)"``), so tables look it up by name alone."""
-    return next(v for k, v in row.items() if k.split(" (")[0] == name)
+    """The ``name`` score of a result row (see :func:`score_key`), so tables look it up by name alone."""
+    return row[score_key(row, name)]
 
 
 def class_coverage(logits: np.ndarray, dataset: str) -> dict:
@@ -95,9 +100,14 @@ def class_coverage(logits: np.ndarray, dataset: str) -> dict:
 def evaluate_images(
     images: torch.Tensor, dataset: str, features: str = "classifier", split: str = "train",
     inception_weights: str | Path | None = None, data_dir: str | Path | None = None, kid_subset: int = 1000,
-    progress: bool = False,
+    progress: bool = False, resize: bool = True,
 ) -> dict:
     """Scores of ``images`` (uint8 ``[N, C, H, W]``) against ``dataset``'s ``split``.
+
+    Images must be square. At another size than the dataset is stored at, the reference images are
+    resized to theirs, as a model trained on the resized data saw them (the SDDPM presets train
+    Fashion-MNIST at 32x32), and the protocol's ``sample_size`` says so; ``resize=False`` (``spikediff
+    evaluate`` without ``--resize``, for arrays of unknown origin) refuses them instead.
 
     The FID label names the extractor — "FID (fmnist-classifier)" is never Inception FID. With the
     project's dataset classifier the result also holds ``classes``, the samples' class coverage
@@ -107,8 +117,15 @@ def evaluate_images(
         raise ValueError(f"expected uint8 images [N, C, H, W], got {tuple(images.shape)} {images.dtype}")
     if len(images) < 2:
         raise ValueError(f"scoring needs at least 2 images, got {len(images)}")
-    extractor = make_extractor(features, dataset, inception_weights)
     image_size = images.shape[-1]
+    if images.shape[-2] != image_size:
+        raise ValueError(f"images are {images.shape[-2]}x{image_size}; scoring needs square images")
+    stored = STORED_SIZES.get(dataset)
+    if stored and image_size != stored and not resize:
+        raise ValueError(f"images are {image_size}x{image_size}, {dataset}'s are {stored}x{stored}: pass --resize to "
+                         f"score them against {dataset} resized to {image_size}x{image_size} (as a model trained at "
+                         "that size saw it)")
+    extractor = make_extractor(features, dataset, inception_weights)
     ref = reference_stats(extractor, dataset, split, image_size, data_dir, progress)
     feats, logits = extractor(images, progress=progress)
     mu, sigma = gaussian_stats(feats)
@@ -132,7 +149,8 @@ def evaluate_images(
         "protocol": {
             **extractor.describe(),
             "num_samples": len(images),
-            "sample_size": f"{images.shape[1]}x{image_size}x{image_size}",
+            "sample_size": f"{images.shape[1]}x{image_size}x{image_size}" + (
+                f" (the reference resized from {stored}x{stored})" if stored and stored != image_size else ""),
             "reference": f"{dataset} {split} split (FID statistics over all of it; KID and precision/recall "
                          f"over {len(ref['features'])} of its images)",
             "kid": f"unbiased MMD^2, cubic polynomial kernel, 100 subsets of {min(kid_subset, len(feats))}",

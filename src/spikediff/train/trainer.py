@@ -11,6 +11,7 @@ compute the same step; with BatchNorm the statistics are per rank and per micro-
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import shutil
@@ -26,6 +27,7 @@ from spikediff.checkpoint import (
     RUN_CHECKPOINTS,
     WEIGHTS_FILE,
     build,
+    load_config,
     load_trainer_state,
     load_weights,
     prune,
@@ -33,10 +35,16 @@ from spikediff.checkpoint import (
     run_checkpoints,
     save,
 )
-from spikediff.config import UNCAPPED_STEPS, Config
+from spikediff.config import UNCAPPED_STEPS, Config, resume_changes
 from spikediff.data import InMemoryImages, batch_transform, load_dataset, match_channels
 from spikediff.families import family_of
-from spikediff.fast_path import COMPILE_OPTIONS, agree_across_ranks, choose_training_path
+from spikediff.fast_path import (
+    COMPILE_OPTIONS,
+    EAGER_FP32,
+    Decision,
+    agree_across_ranks,
+    choose_training_path,
+)
 from spikediff.objectives import dataset_variance
 from spikediff.sample import generate, save_grid
 from spikediff.train.distributed import (
@@ -49,6 +57,7 @@ from spikediff.train.distributed import (
     shutdown,
 )
 from spikediff.train.ema import EMA
+from spikediff.train.run_lock import LOCK_FILE, exclusive_writer
 
 RUN_CONFIG = "config.json"
 LOG_FILE = "log.jsonl"
@@ -157,18 +166,24 @@ class TrainResult:
     stopped_early: bool
 
 
+def _check_resumable(out_dir: Path) -> None:
+    if not run_checkpoints(out_dir):
+        raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINTS}/ from an earlier run (a run "
+                                "stopped before its first checkpoint starts again with --overwrite)")
+
+
 def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool, d: Dist) -> None:
-    """Refuse to clobber a run: an existing non-empty ``out_dir`` needs ``resume`` or ``overwrite``."""
+    """Refuse to clobber a run: an existing non-empty ``out_dir`` (its writer lock aside) needs ``resume``
+    or ``overwrite``; ``overwrite`` empties it, keeping the lock that this process holds."""
     if resume:
-        if not run_checkpoints(out_dir):
-            raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINTS}/ from an earlier run (a run "
-                                    "stopped before its first checkpoint starts again with --overwrite)")
         return
-    if out_dir.exists() and any(out_dir.iterdir()):
+    held = [f for f in out_dir.iterdir() if f.name != LOCK_FILE] if out_dir.exists() else []
+    if held:
         if not overwrite:
             raise FileExistsError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite")
         if d.main:
-            shutil.rmtree(out_dir)
+            for f in held:
+                shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
     barrier(d)
     if d.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,9 +222,21 @@ def train(
     and over ``grad_accum`` micro-batches within a rank) and ``lr`` applies to it unchanged.
     """
     out_dir = Path(out_dir)
-    t = config.train
+    if resume:
+        _check_resumable(out_dir)
     d, device = init_distributed(torch.device(device) if device is not None else None)
-    prepare_run_dir(out_dir, resume, overwrite, d)
+    with exclusive_writer(out_dir) if d.main else contextlib.nullcontext():
+        prepare_run_dir(out_dir, resume, overwrite, d)
+        return _train(config, out_dir, d, device, resume=resume, data_dir=data_dir, max_minutes=max_minutes,
+                      init_from=init_from, progress=progress)
+
+
+def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resume: bool,
+           data_dir: str | Path | None, max_minutes: float | None, init_from: str | Path | None,
+           progress: bool) -> TrainResult:
+    """:func:`train` in a run folder that this process holds and has prepared."""
+    t = config.train
+    changed = resume_changes(load_config(resolve(out_dir)), config) if resume else {}
     if t.batch_size % (d.world * t.grad_accum):
         parts = d.world * t.grad_accum
         raise ValueError(f"train.batch_size {t.batch_size} must divide by ranks x grad_accum ({parts})")
@@ -235,21 +262,27 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, t.warmup_steps, t.lr_decay, plan["end"]))
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
-    start = 0
-    if resume:
-        ckpt = resolve(out_dir)
+    def restore(ckpt: Path) -> int:
+        """Weights, EMA, optimizer and schedule of checkpoint ``ckpt``; its step."""
         load_weights(model, ckpt / WEIGHTS_FILE, device)
         if ema is not None:
             load_weights(ema.shadow, ckpt / EMA_FILE, device)
         state = load_trainer_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start = int(state["step"])
         if "end" in state:
             plan.update(end=min(t.total_steps, int(state["end"])), fitted=True)
+        return int(state["step"])
+
+    start = restore(resolve(out_dir)) if resume else 0
     if d.main:
         (out_dir / RUN_CONFIG).write_text(config.to_json())
         _truncate_log(out_dir / LOG_FILE, start)
+        if changed:
+            with open(out_dir / LOG_FILE, "a") as f:
+                f.write(json.dumps({"step": start, "resumed_with": changed}) + "\n")
+            print("resumed with " + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()),
+                  flush=True)
 
     refreshed_at: list[int] = []
 
@@ -322,19 +355,58 @@ def train(
         eager_under_auto=family.eager_under_auto,
     )
     fast = agree_across_ranks(fast, model, device)
-    step_model = fast.model
     if d.main:
         record = {"path": str(fast.path), **asdict(fast.path), "report": fast.report}
         (out_dir / FAST_PATH_FILE).write_text(json.dumps(record, indent=1))
         print(f"{fast.describe()}\n  on {device}{', gradient checkpointing' if t.grad_checkpointing else ''}",
               flush=True)
-    if d.enabled:
+
+    def distributed(net: torch.nn.Module) -> torch.nn.Module:
+        """``net`` as every rank steps it: wrapped in DDP (and SyncBatchNorm where asked) under torchrun."""
+        if not d.enabled:
+            return net
         if t.sync_bn and device.type == "cuda":
-            step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            step_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                         else None)
+
+    step_model = distributed(fast.model)
     autocast = fast.context(device)
+    # a bf16 run that meets a non-finite loss later falls back to eager fp32 from its last checkpoint (or
+    # from the start, whose state is kept for that); an fp32 run stops
+    initial = None
+    if fast.path.precision == "bf16" and not run_checkpoints(out_dir):
+        initial = ({k: v.clone() for k, v in model.state_dict().items()},
+                   {k: v.clone() for k, v in ema.shadow.state_dict().items()} if ema else None,
+                   copy.deepcopy(optimizer.state_dict()), copy.deepcopy(scheduler.state_dict()))
+
+    def fall_back_to_fp32(step: int, why: str) -> int:
+        """Restore the last good state and continue in eager fp32; the step to go on from."""
+        nonlocal step_model, autocast, fast, initial
+        last = run_checkpoints(out_dir)
+        if last:
+            resumed = restore(last[-1])
+        else:
+            model.load_state_dict(initial[0])
+            if ema is not None:
+                ema.shadow.load_state_dict(initial[1])
+            optimizer.load_state_dict(initial[2])
+            scheduler.load_state_dict(initial[3])
+            resumed = start
+        initial = None
+        note = (f"{why} at step {step} on {fast.path}: falling back to eager fp32 from "
+                f"{last[-1].name if last else f'step {start} (no checkpoint yet)'}")
+        fast = Decision(EAGER_FP32, model, [*fast.report, note])
+        step_model, autocast = distributed(model), fast.context(device)
+        refreshed_at.clear()
+        if d.main:
+            tqdm.write(note)
+            record = {"path": str(fast.path), **asdict(fast.path), "report": fast.report}
+            (out_dir / FAST_PATH_FILE).write_text(json.dumps(record, indent=1))
+            _truncate_log(out_dir / LOG_FILE, resumed)
+            with open(out_dir / LOG_FILE, "a") as f:
+                f.write(json.dumps({"step": resumed, "fallback": str(EAGER_FP32), "reason": note}) + "\n")
+        return resumed
     bar = tqdm(total=t.total_steps if t.total_steps < UNCAPPED_STEPS else None, initial=start,
                disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
@@ -343,8 +415,9 @@ def train(
     fit_from = start + 1 if t.lr_decay != "constant" and math.isfinite(deadline) and not resume else None
     fit_tic = 0.0
     log = open(out_dir / LOG_FILE, "a") if d.main else None
+    step = start
     try:
-        for step in range(start, plan["end"]):
+        while step < plan["end"]:
             torch.manual_seed(_step_seed(t.seed, step, 2) + d.rank)  # dropout and any other global draw
             x0, draws = batch_at(step)
             lr = optimizer.param_groups[0]["lr"]
@@ -361,6 +434,16 @@ def train(
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
             # every rank decides together, so that none stops while the others wait in a collective
             if not all_ranks(math.isfinite(loss_sum) and bool(torch.isfinite(norm)), d, device):
+                if fast.path.precision == "bf16":
+                    if log:
+                        log.close()
+                    step = fall_back_to_fp32(step, f"loss {loss_sum} (gradient norm {norm.item()})")
+                    log = open(out_dir / LOG_FILE, "a") if d.main else None
+                    completed = step
+                    bar.n = step
+                    bar.refresh()
+                    tic = time.perf_counter()
+                    continue
                 last = run_checkpoints(out_dir)
                 raise FloatingPointError(
                     f"loss is {loss_sum} (gradient norm {norm.item()}) at step {step} on some rank; stopped before "
@@ -396,6 +479,7 @@ def train(
             if out_of_time or done == plan["end"]:
                 stopped_early = done < t.total_steps
                 break
+            step += 1
             tic = time.perf_counter()
     except (KeyboardInterrupt, torch.OutOfMemoryError):
         # Ctrl-C or out of memory: keep what the completed steps learned, then stop.
