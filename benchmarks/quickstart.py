@@ -35,6 +35,8 @@ from spikediff.metrics import evaluate_images, score
 MARKER = "<!-- quickstart-command -->"
 SUBSETS = (500, 1000)
 STAGES = ("setup", "train", "convert", "sample", "metrics", "energy")
+HEADER = ("| machine (date, git) | steps | FID (fmnist-classifier) | precision | recall | smallest class | images/s "
+          "| mJ per image | minutes: " + " / ".join(STAGES) + " |\n|---|---|---|---|---|---|---|---|---|\n")
 # the shrink CI applies to the same command (.ci/run)
 SHRINK = (("--max-minutes 30", "--max-minutes 1"), ("--num 2000", "--num 20"), ("--batch-size 100", "--batch-size 10"),
           ("--steps 20", "--steps 5"))
@@ -124,8 +126,9 @@ def measure(clone: Path, command: str, logs: Path) -> dict:
         stage: dict = {"seconds": round(seconds, 1)}
         if name == "train":
             run = clone / option(cmd, "--out")
-            last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line][-1]
-            stage.update(steps=last["step"], fast_path=json.loads((run / "fast_path.json").read_text()))
+            newest = sorted((run / "checkpoints").glob("step_*"))[-1]  # the log has every log_every-th step
+            stage.update(steps=int(newest.name.removeprefix("step_")),
+                         fast_path=json.loads((run / "fast_path.json").read_text()))
         elif name == "convert":
             stage["conversion"] = json.loads((clone / positional(cmd, 1) / "conversion.json").read_text())
         elif name == "sample":
@@ -185,7 +188,10 @@ def main() -> None:
            f"| {energy.get('energy_per_image_mj', float('nan')):.1f} | "
            + " / ".join(minutes[k] for k in STAGES if k in minutes)
            + " |")
-    with open(out / "table.md", "a") as f:
+    table = out / "table.md"
+    if not table.is_file():
+        table.write_text(HEADER)
+    with open(table, "a") as f:
         f.write(row + "\n")
     print(json.dumps(record["stages"], indent=1))
     print(row)

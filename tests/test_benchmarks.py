@@ -138,3 +138,25 @@ def test_comparison_sampling_waits_for_a_session_long_enough_for_its_longest_chu
     # with 16 minutes left it starts: loading the missing checkpoint is what fails
     with pytest.raises(CheckpointError, match="not a spikediff checkpoint"):
         comparison.sample_chunks(tmp_path / "no-checkpoint", parts, args, comparison.Session(16.0))
+
+
+def test_quickstart_runs_the_marked_readme_command_as_ci_shrinks_it(monkeypatch):
+    """benchmarks/quickstart.py measures the very command README marks, stage by stage, and shrinks it
+    exactly as .ci/run does (so its --shrink check runs what CI runs)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import quickstart
+
+    command = quickstart.readme_command(BENCHMARKS.parent / "README.md")
+    named = quickstart.stages(command)
+    assert [name for name, _ in named] == ["setup", "train", "convert", "sample", "energy"]
+    assert " && ".join(part for _, part in named) == command
+    sample = dict(named)["sample"]
+    assert quickstart.option(sample, "--out") == "runs/fmnist-snn/dpm20"
+    assert quickstart.positional(sample, 0) == "runs/fmnist-snn"
+    assert quickstart.positional(dict(named)["convert"], 1) == "runs/fmnist-snn"
+    ci = (BENCHMARKS.parent / ".ci" / "run").read_text()
+    for old, new in quickstart.SHRINK:
+        assert old in command and f"s/{old}/{new}/" in ci.replace("[0-9.]*", old.split()[1]).replace(
+            "[0-9]*", old.split()[1])
+    with pytest.raises(ValueError, match="unexpected part"):
+        quickstart.stages("bash scripts/setup.sh && rm -rf /")

@@ -123,6 +123,9 @@ def test_tsm_stem_scales_each_step_of_the_repeated_image():
 def fast_path_cache(tmp_path, monkeypatch):
     """A fresh fast-path cache, so no test reads another's (or the machine's) timings."""
     monkeypatch.setenv("SPIKEDIFF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPIKEDIFF_REMEASURE", raising=False)
+    # tiny models time unevenly on a busy test machine; the busy rule has a test of its own
+    monkeypatch.setattr(fast_path, "BUSY_SPREAD", float("inf"))
     return tmp_path / "cache" / "fast_paths.json"
 
 
@@ -215,7 +218,7 @@ def test_sampling_falls_back_when_the_bf16_output_is_wrong(fast_path_cache):
 
 
 class DriftingCompile(torch.nn.Module):
-    """Stands in for a compiled spiking network that fires a little differently: outputs 8% off, which
+    """Stands in for a compiled spiking network that fires a little differently: outputs 3.5% off, which
     bf16's tolerance against fp32 (OUTPUT_RTOL) would pass."""
 
     def __init__(self, model, **_):
@@ -223,7 +226,7 @@ class DriftingCompile(torch.nn.Module):
         self.inner = model
 
     def forward(self, *args, **kwargs):
-        return self.inner(*args, **kwargs) * 1.08
+        return self.inner(*args, **kwargs) * 1.035
 
 
 def test_a_compiled_sampling_path_must_match_eager_at_its_own_precision(fast_path_cache, monkeypatch):
@@ -231,10 +234,10 @@ def test_a_compiled_sampling_path_must_match_eager_at_its_own_precision(fast_pat
     monkeypatch.setattr(fast_path, "compiler_available", lambda device: True)
     model = build_model(TINY_SNN).eval()
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([500, 500])
-    assert fast_path.COMPILED_OUTPUT_RTOL < 0.08 < fast_path.OUTPUT_RTOL
+    assert fast_path.COMPILED_OUTPUT_RTOL["fp32"] < 0.035 < fast_path.OUTPUT_RTOL
     decision = fast_path.choose_sampling_path(model, x, t, torch.device("cpu"), "fp32", "on")
     assert decision.path == fast_path.EAGER_FP32 and decision.model is model
-    assert "against eager fp32: relative output error 0.0800" in decision.describe()
+    assert "against eager fp32: relative output error 0.0350" in decision.describe()
 
 
 def test_trials_leave_the_model_as_they_found_it(fmnist_batch, fast_path_cache):
@@ -268,7 +271,7 @@ def test_auto_measures_once_per_machine_and_shape_then_reads_the_cache(fmnist_ba
     assert len(calls) >= 2 + fast_path.TIMED_REPEATS
 
 
-def test_a_candidate_far_slower_than_the_fastest_is_timed_once(fmnist_batch, fast_path_cache):
+def test_a_candidate_far_slower_than_the_fastest_is_timed_once_after_its_warm_up(fmnist_batch, fast_path_cache):
     loss_fn, bf16_calls, fp32_seconds = tiny_loss_fn(fmnist_batch), [], [0.0]
 
     def bf16_without_hardware(net):  # what bf16 costs on a CPU without bf16 instructions: ~10x fp32
@@ -283,7 +286,7 @@ def test_a_candidate_far_slower_than_the_fastest_is_timed_once(fmnist_batch, fas
 
     decision = fast_path.choose_training_path(tiny_snn(), bf16_without_hardware, torch.device("cpu"), "auto",
                                               "off", shape={"n": 3})
-    assert decision.path == fast_path.EAGER_FP32 and len(bf16_calls) == 1
+    assert decision.path == fast_path.EAGER_FP32 and len(bf16_calls) == 2  # its warm-up call, then one timed
     timed = fast_path.load_cached(fast_path.cache_key("train", torch.device("cpu"), {"n": 3}))
     give_up = max(fast_path.GIVE_UP_FACTOR * timed["fp32 eager"]["ms"], fast_path.GIVE_UP_MIN_MS)
     assert timed["bf16 eager"]["ms"] >= 2000 and timed["bf16 eager"]["ms"] > give_up
@@ -298,6 +301,79 @@ def test_bf16_is_chosen_only_when_clearly_faster_than_fp32(fmnist_batch, fast_pa
                                               "off", shape=shape)
     assert str(decision.path) == expected
     assert ("fp32 kept" in decision.describe()) == (expected == "fp32 eager")
+
+
+def test_a_busy_machines_timings_decide_the_run_but_are_not_cached(fmnist_batch, fast_path_cache, monkeypatch):
+    monkeypatch.setattr(fast_path, "BUSY_SPREAD", 0.25)
+    loss_fn, calls = tiny_loss_fn(fmnist_batch), []
+
+    def busy(net):  # every other call waits, as when another job takes the cores
+        calls.append(1)
+        time.sleep(0.3 * (len(calls) % 2))
+        return loss_fn(net)
+
+    decision = fast_path.choose_training_path(tiny_snn(), busy, torch.device("cpu"), "auto", "off", shape={"n": 6})
+    assert "the machine is busy, so they are not cached" in decision.describe()
+    cached = fast_path.load_cached(fast_path.cache_key("train", torch.device("cpu"), {"n": 6}))
+    assert "ms" not in cached.get("fp32 eager", {}) and "ms" not in cached.get("bf16 eager", {})
+
+
+def test_bf16_must_beat_fp32_by_the_timings_own_noise(fmnist_batch, fast_path_cache):
+    shape = {"n": 7}
+    key = fast_path.cache_key("train", torch.device("cpu"), shape)
+    fast_path.store_cached(key, {"fp32 eager": {"ms": 100.0, "noise": 0.2}, "bf16 eager": {"ms": 90.0, "noise": 0.05}})
+    decision = fast_path.choose_training_path(tiny_snn(), tiny_loss_fn(fmnist_batch), torch.device("cpu"), "auto",
+                                              "off", shape=shape)
+    assert decision.path == fast_path.EAGER_FP32 and "not 20% faster than fp32" in decision.describe()
+
+
+def test_cache_entries_expire_and_remeasure_ignores_them(fast_path_cache, monkeypatch):
+    key = fast_path.cache_key("train", torch.device("cpu"), {"n": 8})
+    fast_path.store_cached(key, {"fp32 eager": {"ms": 100.0}})
+    assert fast_path.load_cached(key)["fp32 eager"]["ms"] == 100.0
+    monkeypatch.setenv("SPIKEDIFF_REMEASURE", "1")
+    assert fast_path.load_cached(key) == {}
+    monkeypatch.delenv("SPIKEDIFF_REMEASURE")
+    now = time.time()
+    monkeypatch.setattr(fast_path.time, "time", lambda: now + fast_path.CACHE_MAX_AGE_S + 60)
+    assert fast_path.load_cached(key) == {}
+
+
+def test_the_cache_is_bounded_and_not_rewritten_when_nothing_changed(fast_path_cache, monkeypatch):
+    monkeypatch.setattr(fast_path, "CACHE_MAX_KEYS", 3)
+    keys = [fast_path.cache_key("train", torch.device("cpu"), {"n": 100 + i}) for i in range(5)]
+    for i, key in enumerate(keys):
+        monkeypatch.setattr(fast_path.time, "time", lambda i=i: 1e9 + i)  # measured one after another
+        fast_path.store_cached(key, {"fp32 eager": {"ms": float(i)}, "unused": {}})
+    data = json.loads(fast_path_cache.read_text())
+    assert list(data) == keys[2:] and all("unused" not in entries for entries in data.values())
+    before = fast_path_cache.stat().st_mtime_ns
+    time.sleep(0.01)
+    fast_path.store_cached(keys[-1], fast_path.load_cached(keys[-1]))
+    assert fast_path_cache.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(("mine", "theirs"), [(("bf16", True), ("fp32", True)), (("fp32", True), ("bf16", True))])
+def test_ranks_agree_on_precision_and_compilation_together(monkeypatch, mine, theirs):
+    """A rank compiled at bf16 and one compiled at fp32 agree on fp32, and then on eager for both: the first
+    rank's graph was verified at bf16 only (each rank is simulated in turn, the other's votes replayed)."""
+    import torch.distributed as dist
+
+    other_path = fast_path.FastPath(*theirs)
+    other_votes = [torch.tensor([float(other_path.precision != "bf16"), float(not other_path.compiled)])]
+    agreed_first = fast_path.FastPath("fp32", True)
+    other_votes.append(torch.tensor([float(agreed_first.compiled and other_path != agreed_first)]))
+
+    def all_reduce(tensor, op=None):
+        tensor.copy_(torch.maximum(tensor, other_votes.pop(0)))
+
+    for name, value in (("is_available", lambda: True), ("is_initialized", lambda: True),
+                        ("get_world_size", lambda: 2), ("all_reduce", all_reduce)):
+        monkeypatch.setattr(dist, name, value)
+    eager, compiled = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    decision = fast_path.Decision(fast_path.FastPath(*mine), compiled, [])
+    agreed = fast_path.agree_across_ranks(decision, eager, torch.device("cpu"))
+    assert agreed.path == fast_path.EAGER_FP32 and agreed.model is eager and not other_votes
 
 
 def test_timings_of_other_code_are_not_read_back(fast_path_cache, monkeypatch):

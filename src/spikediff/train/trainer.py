@@ -262,6 +262,7 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, t.warmup_steps, t.lr_decay, plan["end"]))
     ema = EMA(model, t.ema_decay, warmup=t.ema_warmup, batchnorm=t.ema_batchnorm) if t.ema_decay else None
+
     def restore(ckpt: Path) -> int:
         """Weights, EMA, optimizer and schedule of checkpoint ``ckpt``; its step."""
         load_weights(model, ckpt / WEIGHTS_FILE, device)
@@ -407,6 +408,7 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
             with open(out_dir / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": resumed, "fallback": str(EAGER_FP32), "reason": note}) + "\n")
         return resumed
+
     bar = tqdm(total=t.total_steps if t.total_steps < UNCAPPED_STEPS else None, initial=start,
                disable=not (progress and d.main), unit="step", dynamic_ncols=True)
     loss_value, rate, completed, stopped_early = float("nan"), 0.0, start, False
