@@ -85,16 +85,16 @@ def _pngs(folder, images):
 ])
 def test_training_setup_failures_are_one_clear_line(capsys, tmp_path, case, expected):
     out = tmp_path / "run"
-    extra: list[str] = []
+    extra = ["--preset", "fmnist-snn-small"]
     if case == "out_is_a_file":
         (tmp_path / "file").write_text("mine")
         out = tmp_path / "file" / "run"
     else:
         out.mkdir()
         (out / "config.json").write_text("{}")
-        extra = ["--resume"]
+        extra = ["--resume"]  # a resumed run trains its own config: --preset would be refused as ignored
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    code = main(["train", "--preset", "fmnist-snn-small", "--out", str(out), "--no-progress", *extra])
+    code = main(["train", "--out", str(out), "--no-progress", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("spikediff: error:") and expected in err and "\n" not in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
@@ -167,7 +167,8 @@ def _bad_command_line(case: str, tmp, data_dir) -> list[str]:
     ("convert_code_in_pickle", 1, "refused, since loading it could run code"),
     ("init_from_another_model", 1, "holds the weights of a ann_unet"),
     ("empty_data_dir", 1, "fmnist (train) not found; looked in: {tmp}/empty,"),
-    ("energy_t_not_numbers", 2, "argument --t: expected comma-separated whole numbers, got 'abc'"),
+    ("energy_t_not_numbers", 2,
+     "argument --t: expected comma-separated whole numbers >= 0 (diffusion steps), got 'abc'"),
     ("energy_t_out_of_range", 1, "--t 5000: this model's diffusion steps run from 0 to 999"),
     ("sample_on_missing_gpu", 2, "argument --device: cuda: torch sees no CUDA GPU"),
     ("tg_sweep_on_missing_gpu", 2, "argument --device: cuda:0: torch sees no CUDA GPU"),

@@ -108,7 +108,8 @@ def test_inception_path_end_to_end_with_random_weights(tmp_path, small_fmnist_di
     samples = torch.randint(0, 256, (12, 32, 32, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     np.savez(tmp_path / "samples.npz", images=samples.numpy())
     code = main(["evaluate", str(tmp_path / "samples.npz"), "--dataset", "fmnist", "--features", "inception",
-                 "--inception-weights", str(weights), "--data-dir", str(small_fmnist_dir), "--no-progress"])
+                 "--inception-weights", str(weights), "--data-dir", str(small_fmnist_dir), "--resize",
+                 "--no-progress"])
     assert code == 0
     result = json.loads((tmp_path / "metrics-inception.json").read_text())
     assert all(np.isfinite(v) for v in result["scores"].values())
@@ -136,7 +137,7 @@ def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir, c
     samples = to_uint8(to_model_range(torch.from_numpy(images[:50].copy()), 32))
     np.savez(tmp_path / "s.npz", images=samples.permute(0, 2, 3, 1).numpy())
     assert main(["evaluate", str(tmp_path / "s.npz"), "--dataset", "fmnist", "--data-dir", str(small_fmnist_dir),
-                 "--out", str(tmp_path / "m.json"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "m.json"), "--resize", "--no-progress"]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["protocol"]["extractor"] == "fmnist-classifier"
     assert set(result["scores"]) >= {"FID (fmnist-classifier)", "KID (fmnist-classifier)",
@@ -154,7 +155,7 @@ def test_evaluate_command_with_classifier_features(tmp_path, small_fmnist_dir, c
     trousers = to_uint8(to_model_range(torch.from_numpy(images[labels == 1][:50].copy()), 32))
     np.savez(tmp_path / "t.npz", images=trousers.permute(0, 2, 3, 1).numpy())
     assert main(["evaluate", str(tmp_path / "t.npz"), "--dataset", "fmnist", "--data-dir", str(small_fmnist_dir),
-                 "--out", str(tmp_path / "t.json"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "t.json"), "--resize", "--no-progress"]) == 0
     classes = json.loads((tmp_path / "t.json").read_text())["classes"]
     assert classes["shares"]["trouser"] >= 0.9 and classes["smallest_share"] == 0
 

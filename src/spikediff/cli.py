@@ -38,8 +38,9 @@ def step_list(text: str) -> list[int]:
     """argparse type: comma-separated diffusion steps, e.g. ``0,250,500,999``, each a whole number >= 0."""
     try:
         return [NON_NEGATIVE_INT.parse(part) for part in text.split(",")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} in {text!r} (comma-separated diffusion steps)") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= 0 (diffusion steps), got "
+                                         f"{text!r}") from None
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -89,11 +90,11 @@ def _sets(assignments: list[str] | None, key: str) -> bool:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from spikediff.train import train
+    from spikediff.train.trainer import check_resumable
 
     out = Path(args.out)
     if args.resume:  # the newest checkpoint's config, which its checksum covers (the run folder's copy is a record)
-        if not checkpoint.run_checkpoints(out):
-            raise FileNotFoundError(f"cannot resume: {out} holds no checkpoint of an earlier run")
+        check_resumable(out)
         config = checkpoint.load_config(out)
     else:
         if not args.preset:

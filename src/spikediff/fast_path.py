@@ -41,13 +41,14 @@ from torch import nn
 from spikediff.precision import COMPILE_MODES, PRECISIONS, compiler_available, precision_context
 
 # Verification tolerances, from `python benchmarks/fast_path_tolerance.py` (2-core AMD EPYC, 2026-12-04;
-# benchmarks/RESULTS.md, "What the fast path's tolerances rest on"). Each is twice the largest disagreement of
-# a correct bf16 path measured there (training: the first batch of every CPU preset; the widest is the
-# VQ-SVAE's LIF-over-16-steps codebook, loss 3.3%, gradient norm 4.9%, cosine 0.957; the U-Nets and SDiT
-# agree within 0.011%, 0.5% and 0.998), so a correct path passes on a machine whose kernels round otherwise.
-LOSS_RTOL = 0.07
-GRAD_NORM_RTOL = 0.10
-GRAD_COSINE_MIN = 0.915
+# benchmarks/RESULTS.md, "What the fast path's tolerances rest on"): 1.5x the largest disagreement of a correct
+# path measured. Training, bf16 eager on the first batch of every CPU preset: the U-Nets and SDiT agree within
+# loss 0.011%, gradient norm 0.5%, cosine 0.998, the VQ-SVAE (LIF over 16 steps, codebook) within 3.3%, 4.9%,
+# 0.957; bf16 compiled on a tiny T=2 Spiking U-Net (tests/test_fast_path.py) after one Adam step: loss 2.6%,
+# gradient norm 16%, cosine 0.951 (spikes flip under the reordered rounding). NaN has no tolerance.
+LOSS_RTOL = 0.05
+GRAD_NORM_RTOL = 0.25
+GRAD_COSINE_MIN = 0.925
 # Sampling: a network output perturbed by random noise of 1% / 3% / 10% relative L2 moved FID (1,000 samples
 # of the quick start's trained quantised ANN) by +3.6 / +13.0 / +98 against a seed-to-seed spread of 10.4,
 # while bf16, 2.9% off fp32 at the verified diffusion step on the trained quantised ANN and its SNN, moved it

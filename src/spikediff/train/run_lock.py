@@ -30,9 +30,11 @@ class RunInUse(OSError):
 def exclusive_writer(out_dir: Path) -> Iterator[None]:
     """Hold ``out_dir``'s writer lock (creating the folder) until the block ends; a folder held by another
     live process raises :class:`RunInUse` naming that process."""
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / LOCK_FILE
     handle = open(path, "a+")
+    held = False
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,6 +42,7 @@ def exclusive_writer(out_dir: Path) -> Iterator[None]:
             handle.seek(0)
             raise RunInUse(f"{out_dir} is being written by {_holder(handle.read())}; wait for it to end or stop it, "
                            "or train into another --out") from None
+        held = True
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
@@ -47,6 +50,10 @@ def exclusive_writer(out_dir: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
+        if held and [f.name for f in out_dir.iterdir()] == [LOCK_FILE]:  # a start that failed leaves nothing
+            path.unlink()
+            if created:
+                out_dir.rmdir()
         handle.close()  # closing releases the flock
 
 

@@ -166,7 +166,8 @@ class TrainResult:
     stopped_early: bool
 
 
-def _check_resumable(out_dir: Path) -> None:
+def check_resumable(out_dir: Path) -> None:
+    """A one-line error unless ``out_dir`` holds a checkpoint to resume from."""
     if not run_checkpoints(out_dir):
         raise FileNotFoundError(f"cannot resume: {out_dir} holds no {RUN_CHECKPOINTS}/ from an earlier run (a run "
                                 "stopped before its first checkpoint starts again with --overwrite)")
@@ -223,7 +224,7 @@ def train(
     """
     out_dir = Path(out_dir)
     if resume:
-        _check_resumable(out_dir)
+        check_resumable(out_dir)
     d, device = init_distributed(torch.device(device) if device is not None else None)
     with exclusive_writer(out_dir) if d.main else contextlib.nullcontext():
         prepare_run_dir(out_dir, resume, overwrite, d)
