@@ -136,7 +136,8 @@ def test_tg_sweep_prints_a_table(tiny_run, tmp_path, small_fmnist_dir, capsys): 
                  "--data-dir", str(small_fmnist_dir), "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["threshold"] for r in rows] == [0.99, 1.0, 1.01]
-    assert all(np.isfinite(r["FID (fmnist-classifier)"]) for r in rows)
+    fids = [r["FID (fmnist-classifier)"] for r in rows]
+    assert all(np.isfinite(fids)) and len(set(fids)) == 3  # each threshold samples other images
     assert "change vs 1.0" in capsys.readouterr().out
 
 
