@@ -56,16 +56,29 @@ def test_sample_writes_images(trained_run, tmp_path, sampler):
     assert images.max() > images.min()  # not a blank image
     assert (out / "grid.png").is_file() and len(list(out.glob("0000?.png"))) == 3
     assert json.loads((out / "sampling.json").read_text())["sampler"] == sampler
+    drawn = {}
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        folder = tmp_path / f"{sampler}-{name}"
+        assert main(["sample", str(trained_run), "--out", str(folder), "--num", "3", "--steps", "2",
+                     "--sampler", sampler, "--seed", seed, "--no-progress", "--precision", "fp32"]) == 0
+        drawn[name] = np.load(folder / "samples.npz")["images"]
+    assert np.array_equal(drawn["a"], drawn["b"]) and not np.array_equal(drawn["a"], drawn["c"])  # the seed decides
 
 
-def test_loaded_checkpoint_predicts_in_range(trained_run):
+def test_load_rebuilds_the_run_with_its_ema_weights_in_eval_mode(trained_run):
+    from safetensors.torch import load_file
+
     model = spikediff.load(trained_run)
     cfg = spikediff.load_config(trained_run)
-    assert cfg.model.ch_mult == (1, 2) and cfg.train.total_steps == 4
-    x = torch.randn(2, 1, 32, 32)
-    with torch.no_grad():
-        eps = model(x, torch.tensor([10, 990]))
-    assert eps.shape == x.shape and torch.isfinite(eps).all() and eps.abs().max() < 10
+    assert cfg.model.ch_mult == (1, 2) and cfg.train.total_steps == 4 and not model.training
+    newest = spikediff.checkpoint.resolve(trained_run)
+    ema, raw = load_file(str(newest / "ema.safetensors")), load_file(str(newest / "model.safetensors"))
+    state = model.state_dict()
+    assert all(torch.equal(state[k], ema[k]) for k in ema)  # the EMA, which sampling uses by default
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema)
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([10, 990])
+    with torch.no_grad():  # eval mode: each image's prediction is its own, whatever else is in the batch
+        assert torch.allclose(model(x, t)[:1], model(x[:1], t[:1]), rtol=1e-4, atol=1e-4)
 
 
 def error_of(capsys, argv) -> tuple[int, str]:
