@@ -85,7 +85,10 @@ def test_sampling_with_folded_batchnorm_gives_the_same_images():
     plain = generate(model, cfg, 4, "ddim", 3, seed=1, batch_size=4)
     folded = generate(model, cfg, 4, "ddim", 3, seed=1, batch_size=4, fold_bn=True)
     assert plain.shape == folded.shape == (4, 1, 32, 32)
-    assert (plain.int() - folded.int()).abs().float().mean() < 0.5  # uint8 rounding at most
+    # folding is exact up to float rounding: at most one uint8 level anywhere, and on almost no pixel
+    # (on this machine the images are identical)
+    diff = (plain.int() - folded.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.stem.modules())  # the model itself is untouched
 
 
