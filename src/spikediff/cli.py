@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train-classifier", help="(re)train the dataset classifier used for classifier FID")
-    p.add_argument("--dataset", default="fmnist", choices=["fmnist", "mnist"])
+    p.add_argument("--dataset", default="fmnist", choices=["fmnist", "mnist", "kmnist", "letters", "cifar10"])
     p.add_argument("--out", help="weights file (default: the one shipped in the package)")
     p.add_argument("--epochs", type=COUNT, default=6)
     p.add_argument("--seed", type=SEED, default=0)

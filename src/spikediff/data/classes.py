@@ -10,6 +10,8 @@ from __future__ import annotations
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "fmnist": ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"),
     "mnist": tuple(str(d) for d in range(10)),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),  # the ten Kuzushiji hiragana
+    "letters": tuple("abcdefghijklmnopqrstuvwxyz"),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
 

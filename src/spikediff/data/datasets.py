@@ -18,7 +18,7 @@ from spikediff.data.transforms import to_model_range
 
 DATASETS = (*DATASET_DIRS, "cifar10", *FOLDER_NAMES)
 # the size each dataset's images are stored at (the folder datasets are resized as they are read)
-STORED_SIZES = {"mnist": 28, "fmnist": 28, "cifar10": 32}
+STORED_SIZES = {"mnist": 28, "fmnist": 28, "kmnist": 28, "letters": 28, "cifar10": 32}
 
 
 class InMemoryImages(torch.utils.data.Dataset):

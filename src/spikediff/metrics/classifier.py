@@ -46,7 +46,7 @@ class DatasetClassifier(nn.Module):
         self.logits = nn.Sequential(nn.Dropout(0.3), nn.Linear(FEATURE_DIM, num_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, C, 32, 32]`` in [-1, 1] -> (features ``[B, 256]``, logits ``[B, 10]``)."""
+        """``x [B, C, 32, 32]`` in [-1, 1] -> (features ``[B, 256]``, logits ``[B, num_classes]``)."""
         h = self.features(self.body(x))
         return h, self.logits(h)
 
@@ -70,7 +70,7 @@ def train_classifier(
     torch.manual_seed(seed)
     train = load_dataset(DataConfig(dataset=dataset, random_flip=False), IMAGE_SIZE, "train", data_dir)
     test = load_dataset(DataConfig(dataset=dataset, random_flip=False), IMAGE_SIZE, "test", data_dir)
-    model = DatasetClassifier(img_ch=train.images.shape[1])
+    model = DatasetClassifier(img_ch=train.images.shape[1], num_classes=int(train.labels.max()) + 1)
     steps = epochs * (len(train) // batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
