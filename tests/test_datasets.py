@@ -79,10 +79,10 @@ def synthetic_data(root, dataset: str, n: int = 8) -> None:
         if dataset == "letters":
             names = {"images": f"emnist-letters-{split}-images-idx3-ubyte",
                      "labels": f"emnist-letters-{split}-labels-idx1-ubyte"}
-            labels = np.arange(1, n + 1, dtype=np.uint8)
+            labels = (np.arange(n) % 26 + 1).astype(np.uint8)
         else:
             names = {"images": f"{stem}-images-idx3-ubyte", "labels": f"{stem}-labels-idx1-ubyte"}
-            labels = np.arange(n, dtype=np.uint8)
+            labels = (np.arange(n) % 10).astype(np.uint8)
         write_split(root, names, images, labels)
 
 
@@ -113,3 +113,21 @@ def test_spiking_diffusion_presets_of_every_paper_dataset_build_and_train(tmp_pa
     with torch.no_grad():
         tokens = model.vq.encode(torch.zeros(2, vq.model.img_ch, size, size))
     assert tuple(tokens.shape) == (2, size // 4, size // 4)
+
+
+def test_train_classifier_on_letters_gives_26_classes_that_score_images(tmp_path, monkeypatch, capsys):
+    from spikediff.cli import main
+    from spikediff.metrics import evaluate_images, extractors
+    from spikediff.metrics.classifier import load_classifier
+
+    synthetic_data(tmp_path / "data", "letters", n=260)  # 2 steps of batch 128
+    weights = tmp_path / "letters_classifier.safetensors"
+    assert main(["train-classifier", "--dataset", "letters", "--epochs", "1", "--out", str(weights),
+                 "--data-dir", str(tmp_path / "data"), "--no-progress"]) == 0
+    assert "letters classifier: test accuracy" in capsys.readouterr().out
+    assert load_classifier(weights).logits[1].out_features == 26
+    monkeypatch.setattr(extractors, "packaged_weights", lambda dataset: weights)  # where it would be installed
+    images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    result = evaluate_images(images, "letters", data_dir=tmp_path / "data")
+    assert result["protocol"]["extractor"] == "letters-classifier" and len(result["classes"]["shares"]) == 26
+    assert set(result["classes"]["shares"]) == set("abcdefghijklmnopqrstuvwxyz")
