@@ -21,10 +21,10 @@ TINY_QANN = spikediff.ModelConfig(arch="qann_unet", ch=32, ch_mult=(1, 2), num_r
                                   dropout=0.0)
 
 
-def tiny_qann(seed: int = 0, clip: float = 2.0):
+def tiny_qann(seed: int = 0, clip: float = 2.0, all_convs: bool = False):
     """A quantised ANN whose clips sit where its (randomised) pre-activations live, so every level is used."""
     torch.manual_seed(seed)
-    config = replace(spikediff.get_preset("fmnist-qann-small"), model=TINY_QANN)
+    config = replace(spikediff.get_preset("fmnist-qann-small"), model=replace(TINY_QANN, quant_all_convs=all_convs))
     model = spikediff.build(config)
     randomise_batchnorm(model)
     with torch.no_grad():
@@ -149,10 +149,12 @@ def test_conversion_folds_the_clip_into_the_next_layer_and_emits_signed_spikes(f
     assert set(seen[0].unique().tolist()) <= {-1.0, 0.0, 1.0} and seen[0].abs().sum() > 0
 
 
-def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch):
+@pytest.mark.parametrize("all_convs", [False, True])
+def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch, all_convs):
     """The SNN's rate converges to the clipped ReLU it codes (the quantised ANN's activation before
-    rounding); at T = 2^b - 1 it codes the rounding too. Measured on every block output."""
-    qann, config = tiny_qann()
+    rounding); at T = 2^b - 1 it codes the rounding too. Measured on every block output, with the
+    shortcut, down- and up-sampling convolutions behind quantisers too (``model.quant_all_convs``)."""
+    qann, config = tiny_qann(all_convs=all_convs)
     x, t = fmnist_batch[:16], torch.linspace(0, 999, 16).long()
     clipped = {n: m for n, m in qann.named_modules() if isinstance(m, QuantReLU)}
     errors = {}
@@ -161,6 +163,29 @@ def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch):
         errors[T] = block_errors(snn, qann, x, t, unquantised=clipped)
     for name in errors[3]:
         assert errors[63][name] < errors[15][name] < errors[3][name], (name, errors)
+
+
+def test_quantising_every_conv_leaves_only_the_stem_and_time_input_fed_by_real_values(fmnist_batch):
+    from spikediff.energy.report import measure_energy
+
+    plain, _ = tiny_qann()
+    qann, config = tiny_qann(all_convs=True)
+    extra = {n for n, m in qann.named_modules() if isinstance(m, QuantReLU)} - {
+        n for n, m in plain.named_modules() if isinstance(m, QuantReLU)}
+    # by hand, ch 32, ch_mult (1, 2), one block per level: the down-sampling conv, the 32 -> 64 block's
+    # shortcut; every up block's shortcut (each takes a concatenated skip) and the up-sampling conv
+    assert extra == {"down.1.act", "down.2.shortcut_act", "up.0.shortcut_act", "up.1.shortcut_act", "up.2.act",
+                     "up.3.shortcut_act", "up.4.shortcut_act"}
+    assert {(a, c) for a, c in activation_consumers(qann)} >= {(n, n.replace("shortcut_act", "shortcut")
+                                                               .replace(".act", ".conv")) for n in extra}
+    assert plain.state_dict().keys() < qann.state_dict().keys()  # the same weights, plus the new clips
+    snn, _ = convert(qann, config)
+    report = measure_energy(snn, fmnist_batch[:4], [0, 500, 999], NoiseSchedule.linear(), name="snn")
+    real = sorted(layer.name for layer in report.layers if layer.input != "spikes")
+    assert real == ["stem", "time_embedding.linear1"], real
+    plain_snn, _ = convert(plain, replace(config, model=TINY_QANN))
+    plain_report = measure_energy(plain_snn, fmnist_batch[:4], [0, 500, 999], NoiseSchedule.linear(), name="p")
+    assert report.macs < 0.2 * plain_report.macs and report.energy_mj < plain_report.energy_mj
 
 
 def block_errors(snn, qann, x, t, unquantised=None) -> dict[str, float]:

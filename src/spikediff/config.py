@@ -100,6 +100,11 @@ class ModelConfig:
     # qann_unet: initial clip (alpha) of every quantised ReLU; 6 is SDM's reference. Adam moves alpha by
     # about the learning rate per step, so on a short run the clip stays near where it starts
     quant_clip: float = 6.0
+    # qann_unet, converted_snn: quantisers (signed IF neurons once converted) also in front of the 1x1 shortcut,
+    # down- and up-sampling convolutions, which otherwise take the real-valued residual stream: the converted
+    # network then feeds spikes to every convolution but the stem (the residual stream's negative part is
+    # clipped there, so the network learns a different function)
+    quant_all_convs: bool = False
     codebook_size: int = 128  # vq_svae, spiking_diffusion: K codes (Spiking-Diffusion)
     latent_ch: int = 16  # vq_svae, spiking_diffusion: width of a code vector
     neuron: NeuronConfig = field(default_factory=NeuronConfig)

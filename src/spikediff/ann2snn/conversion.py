@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from spikediff.config import Config
-from spikediff.models.ann_unet import ResBlock, UNet
+from spikediff.models.ann_unet import Downsample, ResBlock, UNet, Upsample
 from spikediff.models.quant_unet import ConvertedSNN, QuantReLU, QuantUNet
 
 
@@ -26,6 +26,10 @@ def activation_consumers(model: UNet) -> list[tuple[str, str]]:
         if isinstance(module, ResBlock):
             pairs += [(f"{name}.act1", f"{name}.conv1"), (f"{name}.temb_act", f"{name}.temb_proj"),
                       (f"{name}.act2", f"{name}.conv2")]
+            if not isinstance(module.shortcut_act, nn.Identity):  # model.quant_all_convs
+                pairs.append((f"{name}.shortcut_act", f"{name}.shortcut"))
+        elif isinstance(module, Downsample | Upsample) and not isinstance(module.act, nn.Identity):
+            pairs.append((f"{name}.act", f"{name}.conv"))
     return [*pairs, ("tail_act", "tail_conv")]
 
 

@@ -51,7 +51,8 @@ class ResBlock(nn.Module):
     """GN -> Swish -> Conv, + time projection, GN -> Swish -> Dropout -> Conv (gain 1e-5), + shortcut."""
 
     def __init__(self, in_ch: int, out_ch: int, tdim: int, dropout: float, attn: bool,
-                 norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU) -> None:
+                 norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU,
+                 act_before_shortcut: bool = False) -> None:
         super().__init__()
         self.norm1 = norm(in_ch)
         self.act1 = act()
@@ -63,6 +64,8 @@ class ResBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        # an activation in front of a 1x1 shortcut conv: after ANN-to-SNN conversion it is fed by spikes
+        self.shortcut_act = act() if act_before_shortcut and in_ch != out_ch else nn.Identity()
         self.attn = AttnBlock(out_ch) if attn else nn.Identity()
         for layer in (self.conv1, self.temb_proj, self.shortcut):
             if not isinstance(layer, nn.Identity):
@@ -73,27 +76,34 @@ class ResBlock(nn.Module):
         h = self.conv1(self.act1(self.norm1(x)))
         h = h + self.temb_proj(self.temb_act(temb))[:, :, None, None]
         h = self.conv2(self.dropout(self.act2(self.norm2(h))))
-        return self.attn(h + self.shortcut(x))
+        return self.attn(h + self.shortcut(self.shortcut_act(x)))
 
 
 class Downsample(nn.Module):
-    def __init__(self, ch: int) -> None:
+    """Conv3x3 stride 2, optionally after an activation (``act``: the conv is then fed by spikes once
+    converted)."""
+
+    def __init__(self, ch: int, act: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
+        self.act = act() if act else nn.Identity()
         self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
         xavier_(self.conv)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        return self.conv(self.act(x))
 
 
 class Upsample(nn.Module):
-    def __init__(self, ch: int) -> None:
+    """Nearest x2 then Conv3x3, optionally after an activation (as :class:`Downsample`)."""
+
+    def __init__(self, ch: int, act: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
+        self.act = act() if act else nn.Identity()
         self.conv = nn.Conv2d(ch, ch, 3, padding=1)
         xavier_(self.conv)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return self.conv(F.interpolate(self.act(x), scale_factor=2, mode="nearest"))
 
 
 class UNet(nn.Module):
@@ -102,8 +112,12 @@ class UNet(nn.Module):
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000,
                  norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU,
-                 middle_attn: bool = True) -> None:
+                 middle_attn: bool = True, act_before_every_conv: bool = False) -> None:
+        """``act_before_every_conv``: an activation also in front of the shortcut, down- and up-sampling
+        convolutions (``model.quant_all_convs``), so that every convolution but the stem follows one."""
         super().__init__()
+        every = act_before_every_conv
+        sampling_act = act if every else None
         self.config = config
         ch, tdim, drop = config.ch, config.ch * 4, config.dropout
         self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim, act())
@@ -116,26 +130,26 @@ class UNet(nn.Module):
         for level, mult in enumerate(config.ch_mult):
             for _ in range(config.num_res_blocks):
                 attn = level in config.attn_levels
-                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn, norm, act))
+                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn, norm, act, every))
                 now_ch = ch * mult
                 skip_chs.append(now_ch)
             if level != len(config.ch_mult) - 1:
-                self.down.append(Downsample(now_ch))
+                self.down.append(Downsample(now_ch, sampling_act))
                 skip_chs.append(now_ch)
 
         self.middle = nn.ModuleList([
-            ResBlock(now_ch, now_ch, tdim, drop, middle_attn, norm, act),
-            ResBlock(now_ch, now_ch, tdim, drop, False, norm, act),
+            ResBlock(now_ch, now_ch, tdim, drop, middle_attn, norm, act, every),
+            ResBlock(now_ch, now_ch, tdim, drop, False, norm, act, every),
         ])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.ch_mult))):
             for _ in range(config.num_res_blocks + 1):
                 attn = level in config.attn_levels
-                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn, norm, act))
+                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn, norm, act, every))
                 now_ch = ch * mult
             if level != 0:
-                self.up.append(Upsample(now_ch))
+                self.up.append(Upsample(now_ch, sampling_act))
 
         self.tail_norm = norm(now_ch)
         self.tail_act = act()

@@ -97,7 +97,8 @@ class QuantUNet(UNet):
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         _no_attention(config)
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
-                         act=lambda: QuantReLU(config.quant_bits, config.quant_clip), middle_attn=False)
+                         act=lambda: QuantReLU(config.quant_bits, config.quant_clip), middle_attn=False,
+                         act_before_every_conv=config.quant_all_convs)
 
 
 class ConvertedSNN(UNet):
@@ -108,7 +109,8 @@ class ConvertedSNN(UNet):
         _no_attention(config)
         self.spike_steps = config.spike_steps
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
-                         act=lambda: SignedIFNeuron(config.spike_steps), middle_attn=False)
+                         act=lambda: SignedIFNeuron(config.spike_steps), middle_attn=False,
+                         act_before_every_conv=config.quant_all_convs)
 
     def train(self, mode: bool = True) -> ConvertedSNN:
         """BatchNorm stays at its running statistics even in training (fine-tuning): with batch
