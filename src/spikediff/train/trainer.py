@@ -190,6 +190,12 @@ def prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool, d: Dist) -> No
         out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _record_fast_path(out_dir: Path, fast: Decision) -> None:
+    """``fast_path.json``: the path a run takes and why (read back by a resumed run)."""
+    record = {"path": str(fast.path), **asdict(fast.path), "report": fast.report}
+    (out_dir / FAST_PATH_FILE).write_text(json.dumps(record, indent=1))
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines past ``step``: steps after the last checkpoint of a killed run are replayed."""
     if path.is_file():
@@ -358,8 +364,7 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
     )
     fast = agree_across_ranks(fast, model, device)
     if d.main:
-        record = {"path": str(fast.path), **asdict(fast.path), "report": fast.report}
-        (out_dir / FAST_PATH_FILE).write_text(json.dumps(record, indent=1))
+        _record_fast_path(out_dir, fast)
         print(f"{fast.describe()}\n  on {device}{', gradient checkpointing' if t.grad_checkpointing else ''}",
               flush=True)
 
@@ -403,8 +408,7 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
         refreshed_at.clear()
         if d.main:
             tqdm.write(note)
-            record = {"path": str(fast.path), **asdict(fast.path), "report": fast.report}
-            (out_dir / FAST_PATH_FILE).write_text(json.dumps(record, indent=1))
+            _record_fast_path(out_dir, fast)
             _truncate_log(out_dir / LOG_FILE, resumed)
             with open(out_dir / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": resumed, "fallback": str(EAGER_FP32), "reason": note}) + "\n")
