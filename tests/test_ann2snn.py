@@ -21,10 +21,11 @@ TINY_QANN = spikediff.ModelConfig(arch="qann_unet", ch=32, ch_mult=(1, 2), num_r
                                   dropout=0.0)
 
 
-def tiny_qann(seed: int = 0, clip: float = 2.0, all_convs: bool = False):
+def tiny_qann(seed: int = 0, clip: float = 2.0, all_convs: bool = False, signed: bool = False):
     """A quantised ANN whose clips sit where its (randomised) pre-activations live, so every level is used."""
     torch.manual_seed(seed)
-    config = replace(spikediff.get_preset("fmnist-qann-small"), model=replace(TINY_QANN, quant_all_convs=all_convs))
+    model_config = replace(TINY_QANN, quant_all_convs=all_convs or signed, quant_signed_residual=signed)
+    config = replace(spikediff.get_preset("fmnist-qann-small"), model=model_config)
     model = spikediff.build(config)
     randomise_batchnorm(model)
     with torch.no_grad():
@@ -95,21 +96,23 @@ def test_quantiser_levels_clip_and_straight_through_gradients():
     assert q.alpha.grad is not None and q.alpha.grad != 0
 
 
-def _quantiser_as_stated(x: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+def _quantiser_as_stated(x: torch.Tensor, alpha: torch.Tensor, levels: int, low: float = 0.0) -> torch.Tensor:
     """The rule written out for autograd: clamp, round with a straight-through gradient, rescale."""
-    scaled = (x / alpha).clamp(0.0, 1.0) * levels
+    scaled = (x / alpha).clamp(low, 1.0) * levels
     return (scaled + (scaled.round() - scaled).detach()) * alpha / levels
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("bits", [1, 2, 4])
-def test_quantiser_output_and_gradients_are_the_rule_written_out(bits):
+def test_quantiser_output_and_gradients_are_the_rule_written_out(bits, symmetric):
     gen = torch.Generator().manual_seed(bits)
     x = torch.randn(4, 8, 6, 6, generator=gen) * 2
-    x.view(-1)[:4] = torch.tensor([0.0, 1.7, -0.0, 3.4])  # exactly at both clip bounds: no gradient there
+    low = -1.0 if symmetric else 0.0
+    x.view(-1)[:4] = torch.tensor([1.7 * low, 1.7, -0.0 if not symmetric else -1.7, 3.4])  # at the bounds: no gradient
     grad = torch.randn(x.shape, generator=gen)
     results = []
-    for quantise in (lambda inp, q: q(inp), lambda inp, q: _quantiser_as_stated(inp, q.alpha, q.levels)):
-        q = QuantReLU(bits, clip=1.7)
+    for quantise in (lambda inp, q: q(inp), lambda inp, q: _quantiser_as_stated(inp, q.alpha, q.levels, low)):
+        q = QuantReLU(bits, clip=1.7, symmetric=symmetric)
         inp = x.clone().requires_grad_()
         out = quantise(inp, q)
         out.backward(grad)
@@ -118,9 +121,47 @@ def test_quantiser_output_and_gradients_are_the_rule_written_out(bits):
     torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad_x, grad_x_ref, rtol=1e-6, atol=1e-6)
     assert grad_x.view(-1)[:4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert (out.min() < 0) == symmetric
     torch.testing.assert_close(grad_alpha, grad_alpha_ref, rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # the inference path (sampling) gives the same values
-        assert torch.equal(QuantReLU(bits, clip=1.7)(x), out)
+        assert torch.equal(QuantReLU(bits, clip=1.7, symmetric=symmetric)(x), out)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_symmetric_neuron_counts_the_symmetric_quantiser_for_constant_input(bits):
+    """Negative inputs count down as positive ones count up, from the first step; the plain signed
+    neuron stays silent on them."""
+    q = QuantReLU(bits, clip=2.0, symmetric=True)
+    levels = 2**bits - 1
+    x = torch.linspace(-3.0, 3.0, 601)
+    x = x[((x / 2.0 * levels) % 1 - 0.5).abs() > 1e-3]  # away from rounding ties
+    rate = SignedIFNeuron(levels, alpha=2.0, symmetric=True)(x.repeat(levels)).view(levels, -1).mean(0)
+    torch.testing.assert_close(rate * 2.0, q(x).detach())
+    assert signed_if_sequence(torch.full((3, 1), -0.7), 1.0, symmetric=True).flatten().tolist() == [-1.0, 0.0, -1.0]
+
+
+def test_signed_residual_needs_every_conv_quantised():
+    config = replace(spikediff.get_preset("fmnist-qann-small"), model=replace(TINY_QANN, quant_signed_residual=True))
+    with pytest.raises(ValueError, match="quant_all_convs"):
+        spikediff.build(config)
+
+
+def test_converted_snn_runs_what_time_does_not_change_once(fmnist_batch):
+    """The stem and the time embedding's first layer run once per evaluation, not T times; the output is
+    the network run on the input repeated over T (to 1e-6), and the energy report counts them once."""
+    from spikediff.energy.report import measure_energy
+    from spikediff.models.ann_unet import UNet
+
+    qann, config = tiny_qann(signed=True)
+    snn, _ = convert(qann, config, spike_steps=5)
+    x, t = fmnist_batch[:6], torch.linspace(0, 999, 6).long()
+    with torch.no_grad():
+        folded = UNet.forward(snn, x.repeat(5, 1, 1, 1), t.repeat(5))
+        torch.testing.assert_close(snn(x, t), folded.view(5, 6, *x.shape[1:]).mean(0), rtol=1e-6, atol=1e-6)
+    report = {layer.name: layer for layer in measure_energy(snn, x[:2], [500], NoiseSchedule.linear()).layers}
+    assert report["stem"].dense_macs == x.shape[-1] ** 2 * 32 * 9  # one step's MACs per image: the stem ran once
+    assert report["time_embedding.linear1"].dense_macs == 32 * 128
+    assert report["time_embedding.linear2"].dense_macs == 5 * 128 * 128  # behind a neuron: every step
 
 
 def test_model_quant_clip_sets_where_every_quantiser_clips():
@@ -149,12 +190,13 @@ def test_conversion_folds_the_clip_into_the_next_layer_and_emits_signed_spikes(f
     assert set(seen[0].unique().tolist()) <= {-1.0, 0.0, 1.0} and seen[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("all_convs", [False, True])
-def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch, all_convs):
+@pytest.mark.parametrize("all_convs, signed", [(False, False), (True, False), (True, True)])
+def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch, all_convs, signed):
     """The SNN's rate converges to the clipped ReLU it codes (the quantised ANN's activation before
     rounding); at T = 2^b - 1 it codes the rounding too. Measured on every block output, with the
-    shortcut, down- and up-sampling convolutions behind quantisers too (``model.quant_all_convs``)."""
-    qann, config = tiny_qann(all_convs=all_convs)
+    shortcut, down- and up-sampling convolutions behind quantisers too (``model.quant_all_convs``),
+    plain or symmetric (``model.quant_signed_residual``)."""
+    qann, config = tiny_qann(all_convs=all_convs, signed=signed)
     x, t = fmnist_batch[:16], torch.linspace(0, 999, 16).long()
     clipped = {n: m for n, m in qann.named_modules() if isinstance(m, QuantReLU)}
     errors = {}
@@ -203,7 +245,7 @@ def block_errors(snn, qann, x, t, unquantised=None) -> dict[str, float]:
     saved = {}
     for name, q in (unquantised or {}).items():
         saved[name] = q.forward
-        q.forward = lambda v, q=q: v.clamp(min=0).minimum(q.alpha)
+        q.forward = lambda v, q=q: v.clamp(min=-q.alpha if q.symmetric else 0).minimum(q.alpha)
     with torch.no_grad():
         snn(x, t)
         qann(x, t)

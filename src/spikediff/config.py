@@ -105,6 +105,9 @@ class ModelConfig:
     # network then feeds spikes to every convolution but the stem (the residual stream's negative part is
     # clipped there, so the network learns a different function)
     quant_all_convs: bool = False
+    # qann_unet, converted_snn, with quant_all_convs: those residual-stream quantisers symmetric (levels -L..L,
+    # converted to signed IF neurons that fire -1 for negative input), so the stream's sign reaches the convs
+    quant_signed_residual: bool = False
     codebook_size: int = 128  # vq_svae, spiking_diffusion: K codes (Spiking-Diffusion)
     latent_ch: int = 16  # vq_svae, spiking_diffusion: width of a code vector
     neuron: NeuronConfig = field(default_factory=NeuronConfig)

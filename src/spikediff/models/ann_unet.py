@@ -52,7 +52,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, tdim: int, dropout: float, attn: bool,
                  norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU,
-                 act_before_shortcut: bool = False) -> None:
+                 shortcut_act: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
         self.norm1 = norm(in_ch)
         self.act1 = act()
@@ -65,7 +65,7 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         # an activation in front of a 1x1 shortcut conv: after ANN-to-SNN conversion it is fed by spikes
-        self.shortcut_act = act() if act_before_shortcut and in_ch != out_ch else nn.Identity()
+        self.shortcut_act = shortcut_act() if shortcut_act and in_ch != out_ch else nn.Identity()
         self.attn = AttnBlock(out_ch) if attn else nn.Identity()
         for layer in (self.conv1, self.temb_proj, self.shortcut):
             if not isinstance(layer, nn.Identity):
@@ -112,12 +112,11 @@ class UNet(nn.Module):
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000,
                  norm: Callable[[int], nn.Module] = group_norm, act: Callable[[], nn.Module] = nn.SiLU,
-                 middle_attn: bool = True, act_before_every_conv: bool = False) -> None:
-        """``act_before_every_conv``: an activation also in front of the shortcut, down- and up-sampling
-        convolutions (``model.quant_all_convs``), so that every convolution but the stem follows one."""
+                 middle_attn: bool = True, residual_act: Callable[[], nn.Module] | None = None) -> None:
+        """``residual_act``: an activation also in front of the convolutions that read the residual
+        stream (the 1x1 shortcuts, down- and up-sampling; ``model.quant_all_convs``), so that every
+        convolution but the stem follows one."""
         super().__init__()
-        every = act_before_every_conv
-        sampling_act = act if every else None
         self.config = config
         ch, tdim, drop = config.ch, config.ch * 4, config.dropout
         self.time_embedding = TimeEmbedding(num_diffusion_steps, ch, tdim, act())
@@ -130,26 +129,26 @@ class UNet(nn.Module):
         for level, mult in enumerate(config.ch_mult):
             for _ in range(config.num_res_blocks):
                 attn = level in config.attn_levels
-                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn, norm, act, every))
+                self.down.append(ResBlock(now_ch, ch * mult, tdim, drop, attn, norm, act, residual_act))
                 now_ch = ch * mult
                 skip_chs.append(now_ch)
             if level != len(config.ch_mult) - 1:
-                self.down.append(Downsample(now_ch, sampling_act))
+                self.down.append(Downsample(now_ch, residual_act))
                 skip_chs.append(now_ch)
 
         self.middle = nn.ModuleList([
-            ResBlock(now_ch, now_ch, tdim, drop, middle_attn, norm, act, every),
-            ResBlock(now_ch, now_ch, tdim, drop, False, norm, act, every),
+            ResBlock(now_ch, now_ch, tdim, drop, middle_attn, norm, act, residual_act),
+            ResBlock(now_ch, now_ch, tdim, drop, False, norm, act, residual_act),
         ])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.ch_mult))):
             for _ in range(config.num_res_blocks + 1):
                 attn = level in config.attn_levels
-                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn, norm, act, every))
+                self.up.append(ResBlock(skip_chs.pop() + now_ch, ch * mult, tdim, drop, attn, norm, act, residual_act))
                 now_ch = ch * mult
             if level != 0:
-                self.up.append(Upsample(now_ch, sampling_act))
+                self.up.append(Upsample(now_ch, residual_act))
 
         self.tail_norm = norm(now_ch)
         self.tail_act = act()
@@ -158,7 +157,10 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         temb = add_class(self.time_embedding(t), self.class_embedding, y)
-        h = self.stem(x)
+        return self.body(self.stem(x), temb)
+
+    def body(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Everything after the stem, on the stem's output ``h`` and the embedding ``temb``."""
         skips = [h]
         for layer in self.down:
             h = layer(h, temb)

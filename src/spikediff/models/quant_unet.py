@@ -18,18 +18,22 @@ averaged over T. ``spikediff.ann2snn.conversion`` fills it from a trained ``Quan
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx
 
 from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
+from spikediff.models.layers import add_class
 from spikediff.snn.signed_if import SignedIFNeuron
 
 
-def _levels_of(ratio: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
-    """``alpha * round(clamp(ratio, 0, 1) * levels) / levels``, computed in ``ratio``'s own storage."""
-    return ratio.clamp_(0.0, 1.0).mul_(levels).round_().mul_(alpha / levels)
+def _levels_of(ratio: torch.Tensor, alpha: torch.Tensor, levels: int, low: float = 0.0) -> torch.Tensor:
+    """``alpha * round(clamp(ratio, low, 1) * levels) / levels``, computed in ``ratio``'s own storage."""
+    return ratio.clamp_(low, 1.0).mul_(levels).round_().mul_(alpha / levels)
 
 
 class _QuantiseWithStraightThrough(torch.autograd.Function):
@@ -42,53 +46,71 @@ class _QuantiseWithStraightThrough(torch.autograd.Function):
     ``d/dx = 1`` where ``0 < r < 1`` (clamp's gradient is 0 at its bounds), else 0; ``d/dalpha =
     y / alpha - r`` inside the clip, ``y / alpha`` (1 above it, 0 below) outside, so ``grad_alpha =
     (<g, y> - <g_x, x>) / alpha`` with ``g_x`` the gradient passed to ``x``. Backward keeps ``x``,
-    ``y`` (which the next convolution keeps anyway) and a one-byte mask.
+    ``y`` (which the next convolution keeps anyway) and a one-byte mask. The symmetric quantiser
+    (``low = -1``) follows the same rule with ``-1 < r < 1`` inside.
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    def forward(ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, levels: int, low: float) -> torch.Tensor:
         ratio = x / alpha
-        inside = (ratio > 0.0).logical_and_(ratio < 1.0)
-        y = _levels_of(ratio, alpha, levels)
+        inside = (ratio > low).logical_and_(ratio < 1.0)
+        y = _levels_of(ratio, alpha, levels, low)
         ctx.save_for_backward(x, alpha, y, inside)
         return y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         x, alpha, y, inside = ctx.saved_tensors
         grad_x = torch.where(inside, grad, 0.0)
         # sums over the whole batch: accumulated and returned in fp32 under bf16 autocast too
         along_y = (grad * y).sum(dtype=torch.float32)
         along_x = (grad_x * x).sum(dtype=torch.float32)
-        return grad_x, (along_y - along_x) / alpha, None
+        return grad_x, (along_y - along_x) / alpha, None, None
 
 
 class QuantReLU(nn.Module):
     """``alpha * round(clamp(x / alpha, 0, 1) * L) / L`` with ``L = 2^bits - 1`` levels; the rounding
-    passes gradients straight through, so both ``x`` (inside the clip) and ``alpha`` learn."""
+    passes gradients straight through, so both ``x`` (inside the clip) and ``alpha`` learn.
 
-    def __init__(self, bits: int, clip: float = 6.0) -> None:
+    ``symmetric`` clamps to ``[-1, 1]`` instead (levels ``-L..L``): for the residual stream, whose
+    negative half carries as much as its positive one; it converts to a symmetric signed IF neuron.
+    """
+
+    def __init__(self, bits: int, clip: float = 6.0, symmetric: bool = False) -> None:
         super().__init__()
         if bits < 1:
             raise ValueError(f"quant_bits must be >= 1, got {bits}")
         if not clip > 0:
             raise ValueError(f"quant_clip must be > 0, got {clip}")
         self.levels = 2**bits - 1
+        self.symmetric = symmetric
         self.alpha = nn.Parameter(torch.tensor(float(clip)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = -1.0 if self.symmetric else 0.0
         if torch.is_grad_enabled() and (x.requires_grad or self.alpha.requires_grad):
-            return _QuantiseWithStraightThrough.apply(x, self.alpha, self.levels)
-        return _levels_of(x / self.alpha, self.alpha, self.levels)
+            return _QuantiseWithStraightThrough.apply(x, self.alpha, self.levels, low)
+        return _levels_of(x / self.alpha, self.alpha, self.levels, low)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, alpha={float(self.alpha):.4g}"
+        return f"levels={self.levels}, alpha={float(self.alpha):.4g}" + (", symmetric" if self.symmetric else "")
 
 
 def _no_attention(config: ModelConfig) -> None:
     if config.attn_levels:
         raise ValueError(f"{config.arch} has no attention (it could not be converted to spikes); "
                          f"set model.attn_levels to () (got {config.attn_levels})")
+    if config.quant_signed_residual and not config.quant_all_convs:
+        raise ValueError("model.quant_signed_residual shapes the quantisers that model.quant_all_convs adds; "
+                         "set model.quant_all_convs=true too")
+
+
+def _residual(config: ModelConfig, make: Callable[[bool], nn.Module]) -> Callable[[], nn.Module] | None:
+    """The activation in front of the residual stream's convolutions (``model.quant_all_convs``), or None;
+    ``make(symmetric)`` builds one."""
+    if not config.quant_all_convs:
+        return None
+    return lambda: make(config.quant_signed_residual)
 
 
 class QuantUNet(UNet):
@@ -98,7 +120,7 @@ class QuantUNet(UNet):
         _no_attention(config)
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
                          act=lambda: QuantReLU(config.quant_bits, config.quant_clip), middle_attn=False,
-                         act_before_every_conv=config.quant_all_convs)
+                         residual_act=_residual(config, lambda s: QuantReLU(config.quant_bits, config.quant_clip, s)))
 
 
 class ConvertedSNN(UNet):
@@ -110,7 +132,7 @@ class ConvertedSNN(UNet):
         self.spike_steps = config.spike_steps
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
                          act=lambda: SignedIFNeuron(config.spike_steps), middle_attn=False,
-                         act_before_every_conv=config.quant_all_convs)
+                         residual_act=_residual(config, lambda s: SignedIFNeuron(config.spike_steps, symmetric=s)))
 
     def train(self, mode: bool = True) -> ConvertedSNN:
         """BatchNorm stays at its running statistics even in training (fine-tuning): with batch
@@ -122,6 +144,14 @@ class ConvertedSNN(UNet):
         return self
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """What is the same on every spiking step runs once (DESIGN: work only where time changes
+        something): the stem, whose input is the image, and the time embedding's first layer, whose input
+        is the sinusoid of t; their outputs are repeated over T for the first neurons. The output
+        convolution still runs on every step's spikes (it is 0.1% of a small U-Net's operations)."""
         T = self.spike_steps
-        out = super().forward(x.repeat(T, *([1] * (x.dim() - 1))), t.repeat(T), None if y is None else y.repeat(T))
+        embedding = self.time_embedding
+        first = embedding.linear1(F.embedding(t, embedding.table))
+        temb = embedding.linear2(embedding.act(first.repeat(T, 1)))
+        temb = add_class(temb, self.class_embedding, None if y is None else y.repeat(T))
+        out = self.body(self.stem(x).repeat(T, 1, 1, 1), temb)
         return out.view(T, x.shape[0], *out.shape[1:]).mean(0)

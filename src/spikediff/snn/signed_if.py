@@ -22,11 +22,15 @@ NEGATIVE_SPIKE_MARGIN = 1e-3
 
 @torch.compiler.disable
 @torch.no_grad()
-def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor) -> torch.Tensor:
+def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor, symmetric: bool = False) -> torch.Tensor:
     """Signed IF over ``x_seq [T, ...]``: ``v <- v + x_t`` from ``v = v_threshold / 2``; fire +1 and
     subtract the threshold where ``v >= v_threshold``; else, where ``v < 0`` and the running count is
     positive, fire -1 and add the threshold back. Spikes come in ``x_seq``'s dtype (-1, 0 and 1 are
     exact in bf16), the membrane is kept in at least fp32.
+
+    ``symmetric`` drops the condition on the count (and fires -1 from the first step): the count then
+    rounds a negative input as a positive one, ``round(x / v_threshold * T)`` within ``[-T, T]`` for a
+    constant input, the symmetric quantiser's levels.
 
     Written for speed, since a converted SNN samples mostly in here (its convolutions took under a
     third of a forward pass with the straightforward version): every update is in place, the input is
@@ -43,7 +47,7 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor) -
     """
     v_threshold = float(v_threshold)
     v = x_seq[0].to(torch.promote_types(x_seq.dtype, torch.float32)) + 0.5 * v_threshold
-    count = torch.zeros_like(v)
+    count = None if symmetric else torch.zeros_like(v)
     out = torch.empty_like(x_seq)
     for t in range(len(x_seq)):
         if t:
@@ -51,11 +55,14 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor) -
         pos = v >= v_threshold
         v.add_(pos, alpha=-v_threshold)
         out[t].copy_(pos)
-        if t:  # nothing has fired before the first step: no -1 there
-            neg = (v <= -NEGATIVE_SPIKE_MARGIN).logical_and_(count > 0)
+        if symmetric or t:  # the asymmetric neuron has fired nothing before the first step: no -1 there
+            neg = v <= -NEGATIVE_SPIKE_MARGIN
+            if not symmetric:
+                neg.logical_and_(count > 0)
             v.add_(neg, alpha=v_threshold)
             out[t].add_(neg, alpha=-1)
-        count.add_(out[t])
+        if not symmetric:
+            count.add_(out[t])
     return out
 
 
@@ -71,9 +78,10 @@ class SignedIFNeuron(Neuron):
     what the spike count approximates.
     """
 
-    def __init__(self, spike_steps: int, alpha: float = 1.0) -> None:
+    def __init__(self, spike_steps: int, alpha: float = 1.0, symmetric: bool = False) -> None:
         super().__init__()
         self.spike_steps = spike_steps
+        self.symmetric = symmetric  # the symmetric quantiser's neuron (``signed_if_sequence``)
         self.register_buffer("alpha", torch.tensor(float(alpha)))
 
     @property
@@ -86,11 +94,13 @@ class SignedIFNeuron(Neuron):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.view(self.spike_steps, x.shape[0] // self.spike_steps, *x.shape[1:])
-        spikes = signed_if_sequence(x_seq, self.alpha)
+        spikes = signed_if_sequence(x_seq, self.alpha, self.symmetric)
         if torch.is_grad_enabled() and x.requires_grad:
-            rate = x_seq.clamp(0.0, self.v_threshold) / self.v_threshold
+            low = -self.v_threshold if self.symmetric else 0.0
+            rate = x_seq.clamp(low, self.v_threshold) / self.v_threshold
             spikes = spikes + (rate - rate.detach())
         return spikes.view_as(x)
 
     def extra_repr(self) -> str:
-        return f"T={self.spike_steps}, v_threshold={self.v_threshold:.4g}, signed, soft reset, v0=threshold/2"
+        kind = "symmetric" if self.symmetric else "signed"
+        return f"T={self.spike_steps}, v_threshold={self.v_threshold:.4g}, {kind}, soft reset, v0=threshold/2"
