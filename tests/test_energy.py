@@ -24,6 +24,8 @@ class HandSet(nn.Module):
     0.6, charges to 1.2 and fires at the second step only: 3 spikes of 4 per pixel -> rate 0.75.
     """
 
+    spike_steps = 2
+
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 2, 1, bias=False)
@@ -61,6 +63,51 @@ def test_hand_set_network_energy_report():
     assert layers["conv2"].acs == pytest.approx(48)
     e = ENERGY_MODELS["45nm-fp32"]
     assert report.energy_mj == pytest.approx((32 * e.e_mac_pj + layers["conv2"].acs * e.e_ac_pj) * 1e-9)
+
+
+def test_neurobench_counts_skip_padding_zero_inputs_and_zero_weights():
+    """A 3x3 conv (padding 1) on a 4x4 image: 16 x 9 = 144 taps by the field's count; inside the
+    image, per axis 2 + 3 + 3 + 2 = 10 taps, so 100 (NeuroBench's Dense). The centre weight is 0 (16
+    taps fewer) and pixel (0, 0) is 0: read by outputs (0, 1), (1, 0), (1, 1) through nonzero weights
+    (output (0, 0) reads it through the centre): 100 - 16 - 3 = 81 effective operations."""
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=True)
+    with torch.no_grad():
+        conv.weight.fill_(0.5)
+        conv.weight[0, 0, 1, 1] = 0.0
+    x = torch.full((1, 1, 4, 4), 0.3)
+    x[0, 0, 0, 0] = 0.0
+    with OpCounter(conv, batch=1) as counter:
+        conv(x)
+    layer = counter.layers[""]
+    assert layer.dense_macs == 144 and layer.neurobench_dense == 100 and layer.neurobench_effective == 81
+    assert layer.input_sparsity == pytest.approx(1 / 16)
+
+
+def test_fair_baselines_of_the_hand_set_network():
+    """Per image: conv2 reads T x 2 channels x 16 pixels = 64 spike inputs, 48 of them spikes (the field:
+    48 ACs). Its quantised-ANN twin has ceil(log2(T + 1)) = 2-bit activations: counts 2 (binary 10) and 1
+    (01), one set bit each: 32 bit-serial adds; dense, 2 bits x 32 MACs = 64 adds. conv1 (real input)
+    runs once in both: 32 MACs. Memory in bits: conv1 reads 2 fp32 weights once (64), 16 fp32 inputs
+    (512), writes 32 fp32 outputs (1,024); the neuron reads and writes a 32-bit membrane for each of its
+    64 outputs (4,096); conv2 reads its 2 weights at each of 2 steps (128), 64 one-bit spikes (64) and
+    writes 32 outputs (1,024): 6,912. As a quantised ANN conv2 reads its weights once (64), 32 two-bit
+    activations (64), writes 16 outputs (512): 1,600 + 640 = 2,240 bits."""
+    from spikediff.energy.baselines import SRAM_PJ_PER_BIT, memory_bits
+
+    report = measure_energy(HandSet(), torch.full((3, 1, 4, 4), 0.6), [0], name="hand-set", seed=0)
+    layers = {layer.name: layer for layer in report.layers}
+    assert layers["conv2"].count_bit_ops == 32 and layers["conv2"].steps == 2 and layers["conv1"].steps == 1
+    assert report.neurons[0].name == "neuron" and report.neurons[0].firing_rate == pytest.approx(0.75)
+    assert memory_bits(report) == 6912 and memory_bits(report, quantised_bits=2) == 2240
+    e = report.energy_model
+    conventions = report.conventions()
+    quantised = conventions["quantised_ann"]
+    assert quantised["bits"] == 2
+    assert quantised["energy_mj_bit_serial"] == pytest.approx((32 * e.e_mac_pj + 32 * e.e_ac_pj) * 1e-9)
+    assert quantised["energy_mj_dense"] == pytest.approx((32 * e.e_mac_pj + 64 * e.e_ac_pj) * 1e-9)
+    assert conventions["memory"]["energy_mj"] == pytest.approx(6912 * SRAM_PJ_PER_BIT * 1e-9)
+    # 1x1 convs have no padding taps and these weights no zeros: NeuroBench counts what the field counts
+    assert conventions["neurobench"]["energy_mj"] == pytest.approx(report.energy_mj)
 
 
 @pytest.mark.slow

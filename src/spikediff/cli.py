@@ -236,6 +236,13 @@ def cmd_energy(args: argparse.Namespace) -> None:
     if run.ann:
         print(f"{run.ann.model}: {run.ann.macs / 1e9:.4f} GMAC = {run.ann.energy_mj:.4f} mJ per evaluation; "
               f"SNN / ANN energy = {report.energy_mj / run.ann.energy_mj:.3f}")
+    for convention, row in report.conventions().items():
+        value = (f"{row['energy_mj_bit_serial']:.4f} mJ bit-serial, {row['energy_mj_dense']:.4f} dense, "
+                 f"{row['memory_mj']:.4f} memory" if convention == "quantised_ann" else f"{row['energy_mj']:.4f} mJ")
+        print(f"  {convention:<14} {value} per evaluation: {row['charges']}")
+    for v in run.to_dict().get("verdicts", []):
+        print(f"  against {v['against']}, {v['convention']}: {v['snn_mj']:.4f} vs {v['other_mj']:.4f} mJ = "
+              f"{v['ratio']:.2f}x, the SNN {'wins' if v['snn_wins'] else 'loses'}")
     print(f"wrote {save_run(run, out)}, energy_by_layer.png, firing_rates.png")
 
 

@@ -1,5 +1,6 @@
 """Operation counting by observation (docs/architecture.md, Rules): forward hooks on every Conv/Linear layer
-record its dense MACs and whether its input was spikes, and how many of them fired.
+record its dense MACs and whether its input was spikes, and how many of them fired; hooks on every
+spiking neuron record how often it fired.
 
 Whether an input is "spikes" is measured, not declared: a layer whose input holds only 0 and 1 (or
 -1, 0 and 1: the signed spikes of ANN-to-SNN conversion, an add or a subtract) on every call
@@ -8,6 +9,15 @@ convention: an AC where a spike arrives); any other layer costs multiply-accumul
 the Spiking U-Net, its ANN twin and any future backbone. An input that is exactly zero on every
 observed call is indistinguishable from a silent spike train and is counted as one (0 ACs); only
 untrained networks (BatchNorm at its initial statistics) produce such inputs.
+
+Beside that convention (the ptflops / syops count papers use, zero-padding taps included), each layer
+also gets the counts that the fair baselines of ``spikediff.energy.baselines`` need:
+- NeuroBench's synaptic operations: the layer run with its nonzero weights set to 1 and no bias on
+  the input's nonzero pattern (effective operations: zero inputs, zero weights and padding taps cost
+  nothing) and on all ones (its ``Dense``: padding taps excluded, sparsity not exploited);
+- the spiking steps it ran over (T, or 1 for a layer that runs once per evaluation);
+- for spike inputs laid out ``[T*B, ...]``, the set bits of each input's spike count over T: the
+  work of the same network with ceil(log2(T+1))-bit activations computed bit-serially.
 """
 
 from __future__ import annotations
@@ -15,7 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from spikediff.snn.neurons import Neuron
 
 COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 
@@ -30,7 +43,14 @@ class LayerCount:
     input_elements: int = 0
     input_nonzeros: int = 0
     binary_input: bool = True
+    negative_spikes: bool = False
     calls: int = 0
+    weights: int = 0  # parameters of the weight tensor (read once per spiking step it runs)
+    steps: float = 0.0  # spiking steps run, summed over calls (T for a layer on [T*B, ...], else 1)
+    output_elements: int = 0
+    neurobench_effective: float = 0.0
+    neurobench_dense: float = 0.0
+    count_bits: float = 0.0  # set bits of the spike counts over T, times each input's fan-out
 
     @property
     def spike_input(self) -> bool:
@@ -43,6 +63,25 @@ class LayerCount:
             return 1.0
         return self.input_nonzeros / max(self.input_elements, 1)
 
+    @property
+    def input_sparsity(self) -> float:
+        """Share of input elements that are exactly zero (spike or not)."""
+        return 1.0 - self.input_nonzeros / max(self.input_elements, 1)
+
+
+@dataclass
+class NeuronCount:
+    """What one spiking neuron layer emitted: its output elements over all steps and how many fired."""
+
+    name: str
+    kind: str
+    elements: int = 0
+    spikes: int = 0
+
+    @property
+    def firing_rate(self) -> float:
+        return self.spikes / max(self.elements, 1)
+
 
 def dense_macs(layer: nn.Module, x: torch.Tensor, output: torch.Tensor) -> int:
     """Multiply-accumulates of a dense evaluation: every output element costs one MAC per weight
@@ -53,25 +92,94 @@ def dense_macs(layer: nn.Module, x: torch.Tensor, output: torch.Tensor) -> int:
     return (x if isinstance(layer, nn.ConvTranspose2d) else output).numel() * per_row
 
 
-class OpCounter:
-    """Context manager: ``with OpCounter(model) as c: model(x, t)``; then ``c.layers``."""
+def neurobench_ops(layer: nn.Module, x: torch.Tensor, dense: bool = False) -> float:
+    """Synaptic operations by NeuroBench's rule: the layer with every nonzero weight set to 1 and its
+    bias to 0, summed over its outputs, on ``x != 0`` (effective); with ``dense``, every weight 1 on
+    all-ones input. Padding taps read zeros, so neither count includes them (transposed convs too,
+    which NeuroBench does not count)."""
+    weight = torch.ones_like(layer.weight, dtype=torch.float32) if dense else (layer.weight != 0).float()
+    pattern = torch.ones_like(x, dtype=torch.float32) if dense else (x != 0).float()
+    if isinstance(layer, nn.Linear):
+        out = F.linear(pattern, weight)
+    elif isinstance(layer, nn.ConvTranspose2d):
+        out = F.conv_transpose2d(pattern, weight, None, layer.stride, layer.padding, layer.output_padding,
+                                 layer.groups, layer.dilation)
+    else:  # the module's own call would run this hook again
+        out = layer._conv_forward(pattern, weight, None)
+    return float(out.sum(dtype=torch.float64))
 
-    def __init__(self, model: nn.Module) -> None:
+
+def count_set_bits(levels: torch.Tensor) -> torch.Tensor:
+    """Set bits of each non-negative integer in ``levels`` (a spike count: at most T <= 2^16)."""
+    levels = levels.to(torch.int32)
+    bits = torch.zeros_like(levels)
+    while bool(levels.any()):
+        bits += levels & 1
+        levels = levels >> 1
+    return bits
+
+
+class OpCounter:
+    """Context manager: ``with OpCounter(model, batch) as c: model(x, t)``; then ``c.layers``, ``c.neurons``.
+
+    ``batch`` (the images of each call) tells how many spiking steps a layer runs over: its input's
+    leading dimension over ``batch``; ``spike_steps`` (default: the model's own, 1 for an ANN) is the
+    T of the ``[T*B, ...]`` layout in which spike counts are read.
+    """
+
+    def __init__(self, model: nn.Module, batch: int | None = None, spike_steps: int | None = None) -> None:
         self.model = model
+        self.batch = batch
+        self.spike_steps = spike_steps or getattr(model, "spike_steps", 1)
         self.layers: dict[str, LayerCount] = {}
+        self.neurons: dict[str, NeuronCount] = {}
         self._handles: list = []
+        self._dense: dict[tuple, float] = {}  # NeuroBench's Dense depends only on the layer and the input's shape
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             x = inputs[0]
-            rec = self.layers.setdefault(name, LayerCount(name, type(module).__name__))
+            rec = self.layers.setdefault(name, LayerCount(name, type(module).__name__, weights=module.weight.numel()))
             rec.calls += 1
-            rec.dense_macs += dense_macs(module, x, output)
+            macs = dense_macs(module, x, output)
+            rec.dense_macs += macs
             rec.input_elements += x.numel()
+            rec.output_elements += output.numel()
             nonzero = int(torch.count_nonzero(x))
             ones = int(torch.count_nonzero(x.abs() == 1))  # signed spikes (ANN-to-SNN) are ACs too
             rec.binary_input &= nonzero == ones
+            rec.negative_spikes |= bool((x < 0).any())
             rec.input_nonzeros += nonzero
+            T = self.spike_steps
+            steps = self._steps(x)
+            rec.steps += steps
+            rec.neurobench_effective += neurobench_ops(module, x)
+            key = (name, tuple(x.shape))
+            if key not in self._dense:
+                self._dense[key] = neurobench_ops(module, x, dense=True)
+            rec.neurobench_dense += self._dense[key]
+            if nonzero == ones and steps == T and T > 1:  # spikes, [T*B, ...]: the counts a low-bit ANN would send
+                counts = x.reshape(T, -1).sum(0).abs()
+                rec.count_bits += float(count_set_bits(counts).sum()) * macs / x.numel()
+            else:  # nothing to add up over time: each spike is its own count
+                rec.count_bits += nonzero * macs / max(x.numel(), 1)
+
+        return hook
+
+    def _steps(self, x: torch.Tensor) -> int:
+        """Spiking steps in ``x``: ``[T*B, ...]`` or ``[T, B, ...]`` hold T, ``[B, ...]`` one."""
+        lead = x.shape[0]
+        if self.batch and x.dim() > 1 and lead % self.batch == 0:
+            return lead // self.batch
+        if self.batch and x.dim() > 2 and lead == self.spike_steps and x.shape[1] == self.batch:
+            return self.spike_steps
+        return 1
+
+    def _neuron_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            rec = self.neurons.setdefault(name, NeuronCount(name, type(module).__name__))
+            rec.elements += output.numel()
+            rec.spikes += int(torch.count_nonzero(output))
 
         return hook
 
@@ -79,6 +187,8 @@ class OpCounter:
         for name, module in self.model.named_modules():
             if isinstance(module, COUNTED):
                 self._handles.append(module.register_forward_hook(self._hook(name)))
+            elif isinstance(module, Neuron):
+                self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
         return self
 
     def __exit__(self, *exc) -> None:

@@ -37,11 +37,15 @@ def plot_energy_by_layer(report: EnergyReport, path: str | Path) -> Path:
 
 
 def plot_firing_rates(report: EnergyReport, path: str | Path) -> Path:
-    """Input firing rate of every spike-driven layer, one line per measured diffusion step t."""
-    layers = [layer for layer in report.layers if layer.input == "spikes"]
-    fig, ax = plt.subplots(figsize=(max(8, len(layers) * 0.25), 4.5))
+    """Firing rate of every spiking neuron layer (its share of nonzero outputs per step), one line per
+    measured diffusion step t; a network whose neurons are not modules falls back to the input rate of
+    its spike-driven layers. A network whose spikes never reach a weight layer (SDiT averages them
+    before the residual add) still shows its neurons."""
+    rows = report.neurons or [layer for layer in report.layers if layer.input == "spikes"]
+    what = "neuron firing rate" if report.neurons else "input firing rate"
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.25), 4.5))
     for t in report.diffusion_steps_measured:
-        ax.plot(range(len(layers)), [layer.firing_rate_by_t[t] for layer in layers], marker="o", ms=3, label=f"t={t}")
-    ax.set_ylim(0, max([0.05] + [max(layer.firing_rate_by_t.values()) for layer in layers]) * 1.1)
-    title = f"{report.model}: firing rate by layer and diffusion step"
-    return _save_layer_plot(fig, ax, [layer.name for layer in layers], "input firing rate", title, path)
+        ax.plot(range(len(rows)), [row.firing_rate_by_t[t] for row in rows], marker="o", ms=3, label=f"t={t}")
+    ax.set_ylim(0, max([0.05] + [max(row.firing_rate_by_t.values()) for row in rows]) * 1.1)
+    title = f"{report.model}: {what} by layer and diffusion step"
+    return _save_layer_plot(fig, ax, [row.name for row in rows], what, title, path)

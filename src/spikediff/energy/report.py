@@ -30,15 +30,37 @@ ENERGY_MODELS = {
 
 @dataclass
 class LayerEnergy:
+    """One weight layer, per image and network evaluation (over all its spiking steps), averaged over ts."""
+
     name: str
     kind: str
     input: str  # "spikes" (AC) or "real" (MAC)
-    dense_macs: float  # per image and network evaluation, over all spiking steps
+    dense_macs: float  # padding taps included (the field's convention)
     firing_rate: float  # mean over the measured diffusion steps (1.0 for real inputs)
     firing_rate_by_t: dict[int, float]
     macs: float
     acs: float
     energy_pj: float
+    steps: float = 1.0  # spiking steps it ran over: T, or 1 where it runs once per evaluation
+    weights: int = 0
+    input_elements: float = 0.0
+    output_elements: float = 0.0
+    input_bits: int = 32  # per input element moved: 1 (spikes), 2 (signed spikes) or 32 (real)
+    input_sparsity: float = 0.0  # share of exactly-zero input elements
+    neurobench_effective: float = 0.0  # NeuroBench's Effective_MACs / _ACs: nonzero x nonzero, no padding
+    neurobench_dense: float = 0.0  # NeuroBench's Dense: every tap inside the input, no padding
+    count_bit_ops: float = 0.0  # the quantised-ANN baseline's bit-serial adds (spike inputs)
+
+
+@dataclass
+class NeuronEnergy:
+    """One spiking neuron layer: its output elements per image and evaluation (all steps) and how often they fire."""
+
+    name: str
+    kind: str
+    elements: float
+    firing_rate: float
+    firing_rate_by_t: dict[int, float]
 
 
 @dataclass
@@ -48,6 +70,8 @@ class EnergyReport:
     diffusion_steps_measured: list[int]
     num_images: int
     layers: list[LayerEnergy] = field(default_factory=list)
+    neurons: list[NeuronEnergy] = field(default_factory=list)
+    spike_steps: int = 1
 
     @property
     def macs(self) -> float:
@@ -66,14 +90,23 @@ class EnergyReport:
         """Energy to generate one image with ``sampling_steps`` network evaluations."""
         return self.energy_mj * sampling_steps
 
+    def conventions(self) -> dict[str, dict]:
+        """Energy per evaluation by the field's, NeuroBench's, the quantised-ANN and the memory conventions."""
+        from spikediff.energy.baselines import conventions
+
+        return conventions(self)
+
     def to_dict(self) -> dict:
         return {
             "model": self.model,
             "energy_model": asdict(self.energy_model),
             "diffusion_steps_measured": self.diffusion_steps_measured,
             "num_images": self.num_images,
+            "spike_steps": self.spike_steps,
             "totals_per_evaluation": {"macs": self.macs, "acs": self.acs, "energy_mj": self.energy_mj},
+            "conventions_per_evaluation": self.conventions(),
             "layers": [asdict(layer) for layer in self.layers],
+            "neurons": [asdict(neuron) for neuron in self.neurons],
         }
 
 
@@ -130,24 +163,43 @@ def measure_spiking_diffusion_energy(
 def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model: EnergyModel,
                  name: str, all_macs: bool = False) -> EnergyReport:
     """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts."""
-    per_t = {}
+    per_t, neurons_per_t = {}, {}
+    spike_steps = 1 if all_macs else getattr(model, "spike_steps", 1)
     for t in ts:
-        with OpCounter(model) as counter:
+        with OpCounter(model, batch, spike_steps) as counter:
             run(t)
-        per_t[t] = counter.layers
-    report = EnergyReport(name, energy_model, list(ts), batch)
+        per_t[t], neurons_per_t[t] = counter.layers, counter.neurons
+    report = EnergyReport(name, energy_model, list(ts), batch, spike_steps=spike_steps)
+
+    def mean(values) -> float:
+        return sum(values) / len(ts)
+
     for layer_name, first in per_t[ts[0]].items():
         records = [per_t[t][layer_name] for t in ts]
         spikes = not all_macs and all(r.spike_input for r in records)
-        dense = sum(r.dense_macs for r in records) / len(ts) / batch
+        dense = mean(r.dense_macs for r in records) / batch
         rates = {t: (r.firing_rate if spikes else 1.0) for t, r in zip(ts, records, strict=True)}
         rate = sum(rates.values()) / len(rates)
         macs, acs = (0.0, rate * dense) if spikes else (dense, 0.0)
+        signed = any(r.negative_spikes for r in records)
         report.layers.append(LayerEnergy(
             name=layer_name, kind=first.kind, input="spikes" if spikes else "real", dense_macs=dense,
             firing_rate=rate, firing_rate_by_t=rates, macs=macs, acs=acs,
             energy_pj=macs * energy_model.e_mac_pj + acs * energy_model.e_ac_pj,
+            steps=mean(r.steps for r in records), weights=first.weights,
+            input_elements=mean(r.input_elements for r in records) / batch,
+            output_elements=mean(r.output_elements for r in records) / batch,
+            input_bits=(2 if signed else 1) if spikes else 32,
+            input_sparsity=mean(r.input_sparsity for r in records),
+            neurobench_effective=mean(r.neurobench_effective for r in records) / batch,
+            neurobench_dense=mean(r.neurobench_dense for r in records) / batch,
+            count_bit_ops=mean(r.count_bits for r in records) / batch if spikes else 0.0,
         ))
+    for neuron_name, first in neurons_per_t[ts[0]].items():
+        records = [neurons_per_t[t][neuron_name] for t in ts]
+        rates = {t: r.firing_rate for t, r in zip(ts, records, strict=True)}
+        report.neurons.append(NeuronEnergy(neuron_name, first.kind, mean(r.elements for r in records) / batch,
+                                           sum(rates.values()) / len(rates), rates))
     return report
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from spikediff.config import Config
 from spikediff.data import batch_transform, load_dataset, match_channels
 from spikediff.diffusion import NoiseSchedule
+from spikediff.energy.baselines import verdicts
 from spikediff.energy.report import (
     ENERGY_MODELS,
     EnergyReport,
@@ -50,6 +51,8 @@ class EnergyRun:
         if self.ann:
             result["ann_twin"] = self.ann.to_dict()
             result["snn_over_ann"] = self.report.energy_mj / self.ann.energy_mj
+        if self.report.spike_steps > 1 or self.ann:
+            result["verdicts"] = verdicts(self.report, self.ann)
         return result
 
 
