@@ -133,6 +133,15 @@ PRESETS: dict[str, Config] = {
         name="fmnist-qann-small", model=ModelConfig(arch="qann_unet", quant_bits=3, quant_clip=2.0, **_SMALL),
         diffusion=_SMALL_DIFFUSION, data=_FMNIST, train=_SMALL_TRAIN,
     ),
+    # The converted SNN's real-valued layers (shortcuts, down- and up-sampling) cost 90% of its energy run T = 7
+    # times as MACs: quantisers in front of them too, symmetric because the residual stream they read is signed,
+    # so that after conversion spikes feed every convolution but the stem (benchmarks/RESULTS.md, issue 38)
+    "fmnist-qann-signed-small": Config(
+        name="fmnist-qann-signed-small",
+        model=ModelConfig(arch="qann_unet", quant_bits=3, quant_clip=2.0, quant_all_convs=True,
+                          quant_signed_residual=True, **_SMALL),
+        diffusion=_SMALL_DIFFUSION, data=_FMNIST, train=_SMALL_TRAIN,
+    ),
     **_spiking_diffusion("fmnist"),
     **_spiking_diffusion("mnist"),
     # The reference trains KMNIST and EMNIST-Letters exactly as MNIST (its --dataset_name picks only the loader);
@@ -172,6 +181,8 @@ DESCRIPTIONS: dict[str, str] = {
     "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
     "fmnist-qann-small": "3-bit quantised ANN (clip init 2) for ANN-to-SNN at T=7 on Fashion-MNIST "
     "(fmnist-snn-small's sizes): the quick start's first stage",
+    "fmnist-qann-signed-small": "fmnist-qann-small with quantisers in front of every convolution, symmetric on "
+    "the residual stream: its T=7 SNN feeds spikes to every convolution but the stem",
     "sd-vq-fmnist": "Spiking-Diffusion stage 1: VQ-SVAE (LIF, T=16, 7x7 tokens of a 128 x 16 codebook), 100 epochs",
     "sd-diffusion-fmnist": "Spiking-Diffusion stage 2: absorbing diffusion over the VQ tokens (--init-from the VQ run)",
     "sd-vq-mnist": "sd-vq-fmnist on MNIST",
