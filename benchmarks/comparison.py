@@ -94,6 +94,8 @@ ROWS: dict[str, Row] = {
     "ann-twin": Row("ANN twin (DDPM U-Net)", [Stage("train", "fmnist-ann-small")]),
     "converted-snn": Row("Converted SNN (3-bit QANN -> signed IF, T=7)",
                          [Stage("train", "fmnist-qann-small")], convert=True),
+    "converted-snn-signed": Row("Converted SNN, spikes into every conv (fmnist-qann-signed-small, T=7)",
+                                [Stage("train", "fmnist-qann-signed-small")], convert=True),
     "spiking-diffusion": Row("Spiking-Diffusion (VQ-SVAE + absorbing, T=4, half-width denoiser)", [
         Stage("vq", "sd-vq-fmnist", 0.5, ["model.spike_steps=4"]),
         Stage("diffusion", "sd-diffusion-fmnist", 0.5, ["model.spike_steps=4", "model.ch=32"],
@@ -293,8 +295,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"
 
 
+def front(rows: list[dict], cost: str = "energy_per_image_mj") -> list[dict]:
+    """The ranked rows that no other ranked row beats on both FID and ``cost`` (lower is better on both)."""
+    fid = score_key(rows[0], "FID")
+    ranked = [r for r in rows if unranked_because(r) is None]
+
+
+    def beats(o: dict, r: dict) -> bool:
+        return o[fid] <= r[fid] and o[cost] <= r[cost] and (o[fid], o[cost]) != (r[fid], r[cost])
+
+    return [r for r in ranked if not any(beats(o, r) for o in ranked)]
+
+
 def plot(rows: list[dict], budget_minutes: float, path: Path) -> None:
-    """FID against energy per image, sampling speed and training speed: one point per row."""
+    """FID against energy per image, sampling speed and training speed: one point per row; on the energy
+    panel the front (:func:`front`) is joined by a line."""
     fid = score_key(rows[0], "FID")
     panels = [("energy_per_image_mj", "energy per image, mJ (45 nm)"),
               ("sampling_images_per_s", "sampling images/s"), ("train_images_per_s_median", "training images/s")]
@@ -305,6 +320,10 @@ def plot(rows: list[dict], budget_minutes: float, path: Path) -> None:
             ax.annotate(r["row"], (r[key], r[fid]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(label)
+    best = sorted(front(rows), key=lambda r: r["energy_per_image_mj"])
+    axes[0].plot([r["energy_per_image_mj"] for r in best], [r[fid] for r in best], "k--", lw=1, label="front")
+    if best:
+        axes[0].legend(fontsize=8)
     axes[0].set_ylabel(f"{fid}, {rows[0]['num_samples']:,} samples")
     fig.suptitle(f"Fashion-MNIST, {budget_minutes:g} min of training per model on this CPU, "
                  f"{rows[0]['steps']} network evaluations per sample")

@@ -119,6 +119,19 @@ def test_comparison_ranks_only_the_rows_that_draw_the_data(monkeypatch):
     assert "| machine |" in comparison.table(rows) and "CPU B" in comparison.table(rows)
 
 
+def test_comparison_front_keeps_the_ranked_rows_no_other_beats_on_fid_and_energy(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import comparison
+
+    rows = [_comparison_row("ann-twin", 250, 0.6, 0.06), _comparison_row("converted-snn", 180, 0.7, 0.07),
+            _comparison_row("converted-snn-signed", 240, 0.6, 0.06), _comparison_row("spiking-unet", 600, 0.3, 0.05),
+            _comparison_row("sdit", 100, 0.004, 0.0)]
+    for row, mj in zip(rows, [17.0, 34.0, 5.0, 0.8, 0.1], strict=True):
+        row["energy_per_image_mj"] = mj
+    # the ANN twin is beaten on both by the signed SNN; sdit is cheapest and best but does not draw the data
+    assert [r["row"] for r in comparison.front(rows)] == ["converted-snn", "converted-snn-signed", "spiking-unet"]
+
+
 def test_comparison_sampling_waits_for_a_session_long_enough_for_its_longest_chunk(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import comparison
