@@ -99,6 +99,21 @@ def test_packaged_classifier_accuracy_on_the_test_split():
     assert accuracy(load_classifier(packaged_weights("fmnist")), test) >= 0.91
 
 
+def test_class_agreement_is_high_for_true_labels_and_low_for_wrong_ones():
+    """Real test images "asked for" as their own class agree as often as the classifier is right; the
+    same images asked for the next class almost never agree."""
+    from spikediff.metrics.evaluate import class_agreement
+
+    images, labels = load_mnist_like("fmnist", "test")
+    pick = np.random.default_rng(1).choice(len(images), 500, replace=False)
+    x = to_uint8(to_model_range(torch.from_numpy(images[pick].copy()), 32))
+    logits = ClassifierFeatures("fmnist")(x)[1]
+    truth = labels[pick].astype("int64")
+    right, wrong = class_agreement(logits, truth, "fmnist"), class_agreement(logits, (truth + 1) % 10, "fmnist")
+    assert right["overall"] >= 0.85 and wrong["overall"] <= 0.1
+    assert set(right["per_class"]) == set(CLASS_NAMES["fmnist"]) and min(right["per_class"].values()) >= 0.4
+
+
 def test_inception_path_end_to_end_with_random_weights(tmp_path, small_fmnist_dir, capsys):
     import torchvision
 

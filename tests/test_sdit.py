@@ -253,17 +253,22 @@ def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path,
     assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
     out = tmp_path / "class3"
     assert main(["sample", str(run), "--out", str(out), "--num", "4", "--steps", "2", "--class", "3", "--cfg", "2.0",
-                 "--sampler", "ddpm", "--no-png", "--no-progress", "--compile", "off"]) == 0
+                 "--sampler", "ddpm", "--no-png", "--no-progress", "--compile", "off", "--evaluate",
+                 "--data-dir", str(small_fmnist_dir)]) == 0
     meta = json.loads((out / "sampling.json").read_text())
     assert meta["classes"] == 3 and meta["cfg"] == 2.0
+    agreement = json.loads((out / "metrics-classifier.json").read_text())["class_agreement"]
+    assert list(agreement["per_class"]) == ["dress"] and agreement["overall"] == agreement["per_class"]["dress"]
     assert spikediff.metrics.load_images(out).shape == (4, 1, 28, 28)
     energy = tmp_path / "energy"
     assert main(["energy", str(run), "--num-images", "4", "--steps", "2", "--out", str(energy),
                  "--data-dir", str(small_fmnist_dir)]) == 0
     report = json.loads((energy / "energy.json").read_text())
     layers = report["report"]["layers"]
-    # the spikes of SDiT are averaged before any weight layer: every layer is a MAC layer
+    # the spikes of SDiT are averaged before any weight layer: every layer is a MAC layer, and its
+    # neurons are reported (and drawn) themselves: two per block
     assert layers and all(layer["input"] == "real" for layer in layers)
+    assert len(report["report"]["neurons"]) == 2 * 3 and all(n["kind"] == "LIFNeuron" for n in report["report"]["neurons"])
     # a conditional Spiking U-Net trains from the same flags; an unconditional one refuses --class
     unet = tmp_path / "unet"
     assert main(["train", "--preset", "fmnist-snn-small", "--out", str(unet), "--data-dir", str(small_fmnist_dir),
@@ -275,6 +280,23 @@ def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path,
                  "--no-progress", "--set", "model.ch=16", *[a for s in sets[2:] for a in ("--set", s)]]) == 0
     assert main(["sample", str(plain), "--out", str(tmp_path / "x"), "--num", "2", "--steps", "1", "--class", "1",
                  "--no-progress"]) != 0
+
+
+def test_firing_rate_plot_shows_the_neurons_of_a_network_that_fires(fmnist_batch):
+    """SDiT's spikes never reach a weight layer; the plot must still show its neurons, firing."""
+    from spikediff.energy.plots import firing_rate_rows
+    from spikediff.energy.report import measure_energy
+
+    torch.manual_seed(0)
+    model = spikediff.build(replace(spikediff.get_preset("fmnist-sdit-small"), model=replace(TINY_SDIT, num_classes=0)))
+    with torch.no_grad():
+        for block in [*model.in_blocks, model.mid_block, *model.out_blocks]:
+            block.time_mix.output.weight.mul_(30)  # well above the threshold: a network that fires
+            block.channel_mix.value.weight.normal_(0, 1)
+    report = measure_energy(model, fmnist_batch[:4, :, 2:30, 2:30], [100, 900])
+    rows, what = firing_rate_rows(report)
+    assert what == "neuron firing rate" and len(rows) == 2 * (len(model.in_blocks) * 2 + 1)
+    assert all(row.firing_rate > 0.01 for row in rows), [(row.name, row.firing_rate) for row in rows]
 
 
 def test_sampling_in_pieces_equals_one_run_labels_included():

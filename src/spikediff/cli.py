@@ -162,17 +162,22 @@ def cmd_sample(args: argparse.Namespace) -> None:
     (out / "sampling.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {args.num} images ({sampler}, {steps} steps) to {out}")
     if args.evaluate:
+        from spikediff.sample import class_labels
+
         _evaluate_and_report(images, args, out / f"metrics-{args.features}.json", {"sampling": meta},
-                             dataset=args.dataset or config.data.dataset)
+                             dataset=args.dataset or config.data.dataset,
+                             requested=class_labels(config, args.num, args.classes, args.cfg))
     shutdown(d)
 
 
 def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra: dict | None = None,
-                         dataset: str | None = None) -> None:
+                         dataset: str | None = None, requested: torch.Tensor | None = None) -> None:
+    """Score ``images``, print and save the result; ``requested``: the class each image was asked for."""
     from spikediff.metrics import evaluate_images
 
     result = evaluate_images(images, dataset or args.dataset, args.features, args.split, args.inception_weights,
-                             args.data_dir, progress=not args.no_progress, resize=getattr(args, "resize", True))
+                             args.data_dir, progress=not args.no_progress, resize=getattr(args, "resize", True),
+                             requested_classes=requested)
     if extra:
         result["protocol"].update(extra)
     width = max(map(len, result["scores"]))
@@ -185,6 +190,10 @@ def _evaluate_and_report(images, args: argparse.Namespace, out_json: Path, extra
         shares = result["classes"]["shares"]
         print(f"classes the {p['extractor']} sees in the samples: "
               + ", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
+    if "class_agreement" in result:
+        agreement = result["class_agreement"]
+        print(f"the {p['extractor']} sees the requested class in {agreement['overall']:.1%} of the samples: "
+              + ", ".join(f"{name} {share:.0%}" for name, share in agreement["per_class"].items()))
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=2))
     print(f"wrote {out_json}")

@@ -36,13 +36,19 @@ def plot_energy_by_layer(report: EnergyReport, path: str | Path) -> Path:
     return _save_layer_plot(fig, ax, names, "energy per image and evaluation (nJ)", title, path)
 
 
+def firing_rate_rows(report: EnergyReport) -> tuple[list, str]:
+    """What ``firing_rates.png`` draws: every spiking neuron layer (its share of nonzero outputs per
+    step), so a network whose spikes never reach a weight layer (SDiT averages them before the residual
+    add) still shows its neurons; for a network without neuron modules, the input rate of its
+    spike-driven layers. Returns the rows and what their rate is."""
+    if report.neurons:
+        return report.neurons, "neuron firing rate"
+    return [layer for layer in report.layers if layer.input == "spikes"], "input firing rate"
+
+
 def plot_firing_rates(report: EnergyReport, path: str | Path) -> Path:
-    """Firing rate of every spiking neuron layer (its share of nonzero outputs per step), one line per
-    measured diffusion step t; a network whose neurons are not modules falls back to the input rate of
-    its spike-driven layers. A network whose spikes never reach a weight layer (SDiT averages them
-    before the residual add) still shows its neurons."""
-    rows = report.neurons or [layer for layer in report.layers if layer.input == "spikes"]
-    what = "neuron firing rate" if report.neurons else "input firing rate"
+    """The rates of :func:`firing_rate_rows`, one line per measured diffusion step t."""
+    rows, what = firing_rate_rows(report)
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.25), 4.5))
     for t in report.diffusion_steps_measured:
         ax.plot(range(len(rows)), [row.firing_rate_by_t[t] for row in rows], marker="o", ms=3, label=f"t={t}")

@@ -97,10 +97,21 @@ def class_coverage(logits: np.ndarray, dataset: str) -> dict:
             "smallest": names[int(counts.argmin())], "smallest_share": round(int(counts.min()) / len(logits), 4)}
 
 
+def class_agreement(logits: np.ndarray, requested: np.ndarray, dataset: str) -> dict:
+    """How often ``dataset``'s classifier sees the class each sample was asked for: overall and per
+    requested class. A class-conditional model can score a fair FID while ignoring its labels (it draws
+    every class, just not the one asked for); this is the measure of the conditioning itself."""
+    predicted = logits.argmax(1)
+    names = class_names(dataset, logits.shape[1])
+    per_class = {names[k]: round(float((predicted[requested == k] == k).mean()), 4)
+                 for k in sorted(set(requested.tolist()))}
+    return {"overall": round(float((predicted == requested).mean()), 4), "per_class": per_class}
+
+
 def evaluate_images(
     images: torch.Tensor, dataset: str, features: str = "classifier", split: str = "train",
     inception_weights: str | Path | None = None, data_dir: str | Path | None = None, kid_subset: int = 1000,
-    progress: bool = False, resize: bool = True,
+    progress: bool = False, resize: bool = True, requested_classes: torch.Tensor | None = None,
 ) -> dict:
     """Scores of ``images`` (uint8 ``[N, C, H, W]``) against ``dataset``'s ``split``.
 
@@ -111,7 +122,9 @@ def evaluate_images(
 
     The FID label names the extractor — "FID (fmnist-classifier)" is never Inception FID. With the
     project's dataset classifier the result also holds ``classes``, the samples' class coverage
-    (:func:`class_coverage`); Inception's ImageNet classes are not the dataset's, so it has none.
+    (:func:`class_coverage`) and, given the class each image was asked for (``requested_classes``,
+    a conditional model's labels), the classifier's agreement with it (:func:`class_agreement`);
+    Inception's ImageNet classes are not the dataset's, so it has neither.
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected uint8 images [N, C, H, W], got {tuple(images.shape)} {images.dtype}")
@@ -135,7 +148,11 @@ def evaluate_images(
     n_pr = min(len(ref["features"]), len(feats))
     precision, recall = precision_recall(ref["features"][:n_pr], feats[:n_pr])
     label = extractor.name
-    coverage = {"classes": class_coverage(logits, dataset)} if isinstance(extractor, ClassifierFeatures) else {}
+    coverage = {}
+    if isinstance(extractor, ClassifierFeatures):
+        coverage["classes"] = class_coverage(logits, dataset)
+        if requested_classes is not None:
+            coverage["class_agreement"] = class_agreement(logits, np.asarray(requested_classes), dataset)
     return {
         "scores": {
             f"FID ({label})": frechet_distance(ref["mu"], ref["sigma"], mu, sigma),
