@@ -268,7 +268,8 @@ def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path,
     # the spikes of SDiT are averaged before any weight layer: every layer is a MAC layer, and its
     # neurons are reported (and drawn) themselves: two per block
     assert layers and all(layer["input"] == "real" for layer in layers)
-    assert len(report["report"]["neurons"]) == 2 * 3 and all(n["kind"] == "LIFNeuron" for n in report["report"]["neurons"])
+    neurons = report["report"]["neurons"]
+    assert len(neurons) == 2 * 3 and all(n["kind"] == "LIFNeuron" for n in neurons)
     # a conditional Spiking U-Net trains from the same flags; an unconditional one refuses --class
     unet = tmp_path / "unet"
     assert main(["train", "--preset", "fmnist-snn-small", "--out", str(unet), "--data-dir", str(small_fmnist_dir),
