@@ -308,3 +308,64 @@ def test_sampling_in_pieces_equals_one_run_labels_included():
     pieces = torch.cat([generate(model, config, 4, **kwargs), generate(model, config, 2, first=4, **kwargs)])
     assert torch.equal(whole, pieces)
     assert class_labels(config, 3, None, first=8).tolist() == [8, 9, 0]
+
+
+def test_ann_twin_is_the_same_transformer_without_neurons():
+    from spikediff.snn.neurons import Neuron
+
+    sdit, twin = build_model(TINY_SDIT), build_model(replace(TINY_SDIT, arch="ann_sdit"))
+    assert sdit.state_dict().keys() == twin.state_dict().keys()  # the same weights, so the same checkpoints
+    assert not any(isinstance(m, Neuron) for m in twin.modules()) and any(isinstance(m, Neuron) for m in sdit.modules())
+    h = torch.randn(2, 5, 32)
+    assert torch.equal(twin.mid_block._spiking(twin.mid_block.neuron1, h), h)  # real outputs, unbounded
+    assert spikediff.families.family_of("ann_sdit").counts_as_ann(replace(spikediff.get_preset(
+        "fmnist-sdit-ann-small"), model=replace(TINY_SDIT, arch="ann_sdit")))
+
+
+def test_zero_gate_starts_every_block_as_the_identity_gate():
+    """With ``model.zero_gate`` the reconstruction gate's scale is 0 at init: a block returns its patch
+    tokens plus the mixers' outputs, not a random multiple of them."""
+    torch.manual_seed(0)
+    block = build_model(replace(TINY_SDIT, zero_gate=True)).mid_block
+    x, cond = torch.randn(2, 50, 32) * 3, torch.randn(2, 32)
+    joined = torch.cat([x, block.recon_tokens.expand(2, -1, -1)], dim=1)
+    joined = joined + block._spiking(block.neuron1, block.time_mix(block.norm1(joined)))
+    joined = joined + block._spiking(block.neuron2, block.channel_mix(block.norm2(joined)))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, cond), joined[:, :50])
+    plain = build_model(TINY_SDIT).mid_block
+    assert plain.recon_out.weight.abs().sum() > 0  # the paper's gate: random multiplications at init
+
+
+def test_two_way_scan_lets_early_tokens_see_later_ones():
+    from spikediff.models.rwkv import TimeMix
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 16)
+    later = x.clone()
+    later[0, 5] += 1.0  # change only the last token
+    for two_way, first_token_moves in [(False, False), (True, True)]:
+        mix = TimeMix(16, 0, 4, two_way=two_way)
+        with torch.no_grad():
+            moved = (mix(later) - mix(x))[0, 0].abs().max() > 1e-6
+        assert bool(moved) == first_token_moves
+
+
+def test_condition_every_block_reaches_every_patch_token():
+    """Added at every block (zero-initialised, so the model starts as the plain one), the class moves
+    every patch token's features once the projection has learned anything."""
+    torch.manual_seed(0)
+    config = replace(TINY_SDIT, condition_every_block=True)
+    model = build_model(config).eval()
+    x, t = torch.randn(1, 1, 28, 28), torch.tensor([500])
+    block = model.in_blocks[0]
+    assert block.condition.weight.abs().sum() == 0
+    with torch.no_grad():
+        block.condition.weight.normal_(0, 0.5)
+    features = {}
+    block.register_forward_hook(lambda m, a, out: features.__setitem__(len(features), out))
+    with torch.no_grad():
+        model(x, t, torch.tensor([1]))
+        model(x, t, torch.tensor([7]))
+    change = (features[0] - features[1])[0, 1:].abs().amax(-1)  # per patch token
+    assert (change > 1e-4).all(), change

@@ -86,7 +86,7 @@ class ModelConfig:
     """A backbone: ``arch`` picks it, the rest sizes it (names follow the DDPM U-Net)."""
 
     # "spiking_unet" | "ann_unet" | "qann_unet" | "converted_snn" (ANN-to-SNN) | "vq_svae" | "spiking_diffusion"
-    # | "sdit"
+    # | "sdit" | "ann_sdit" (SDiT's ANN twin)
     arch: str = "spiking_unet"
     image_size: int = 32
     img_ch: int = 3
@@ -117,6 +117,12 @@ class ModelConfig:
     depth: int = 4  # sdit: blocks = depth // 2 in, 1 middle, depth // 2 out (with long skips)
     patch_size: int = 2  # sdit
     learn_sigma: bool = False  # sdit: also output the reverse variance (IDDPM hybrid loss), as SDiT's reference
+    # sdit levers (not the paper's; docs/architecture.md): the reconstruction gate's output zero-initialised, so
+    # each block starts as the identity (DiT's adaLN-Zero gates); the condition added to every token at every
+    # block through a zero-initialised linear, beside its leading token; the WKV scan run both ways over the tokens
+    zero_gate: bool = False
+    condition_every_block: bool = False
+    two_way_scan: bool = False
     # class conditioning (spiking_unet, ann_unet, sdit): 0 = unconditional; labels are dropped to a
     # learned "null" class with probability class_dropout in training, for classifier-free guidance
     num_classes: int = 0

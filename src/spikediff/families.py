@@ -112,12 +112,12 @@ TOKEN_DIFFUSION = Family(
     samples_tokens=True,
 )
 SDIT = Family(
-    name="sdit", archs=("sdit",),
+    name="sdit", archs=("sdit", "ann_sdit"),
     objective=lambda config, model, variance: gaussian_objective(config),
-    # the same transformer counted as an ANN (its LIF neurons removed, every layer costs what it costs
-    # now: its spikes are averaged before any weight layer, so the ratio shows how much the convention
-    # credits it)
-    ann_twins={"sdit": "sdit"},
+    dense_archs=("ann_sdit",),
+    # the same transformer without its LIF neurons: every layer costs what it costs in SDiT, whose spikes
+    # are averaged before any weight layer, so the ratio shows how much the convention credits it
+    ann_twins={"sdit": "ann_sdit"},
     eager_under_auto=True,  # its WKV scans are Python loops over the tokens: compiling unrolls them
 )
 

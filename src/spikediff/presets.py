@@ -163,6 +163,9 @@ PRESETS: dict[str, Config] = {
                       ema_decay=None, ema_warmup=False),  # the EMA is not measured on SDiT yet
     ),
 }
+# SDiT's ANN twin at the small preset's sizes and recipe: what the transformer learns without its spikes
+PRESETS["fmnist-sdit-ann-small"] = replace(PRESETS["fmnist-sdit-small"], name="fmnist-sdit-ann-small",
+                                           model=replace(PRESETS["fmnist-sdit-small"].model, arch="ann_sdit"))
 
 DESCRIPTIONS: dict[str, str] = {
     "sddpm-cifar10": "SDDPM paper, CIFAR-10 32x32, Spiking U-Net T=4 (66,696,413 params)",
@@ -197,6 +200,7 @@ DESCRIPTIONS: dict[str, str] = {
     "sdit-fmnist": "SDiT paper, Fashion-MNIST: as sdit-mnist",
     "sdit-cifar10": "SDiT paper, CIFAR-10 resized to 28x28: hidden 512, depth 8 (36,045,645 trainable params)",
     "fmnist-sdit-small": "CPU-sized class-conditional SDiT for Fashion-MNIST (hidden 128, depth 4, patch 4, grey)",
+    "fmnist-sdit-ann-small": "ANN twin of fmnist-sdit-small: the same transformer, real mixer outputs for LIF rates",
 }
 
 

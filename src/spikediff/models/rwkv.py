@@ -102,8 +102,9 @@ class TimeMix(nn.Module):
     keeps them (its linear layers are then re-initialised Xavier-uniform by the model).
     """
 
-    def __init__(self, dim: int, layer_id: int, num_layers: int) -> None:
+    def __init__(self, dim: int, layer_id: int, num_layers: int, two_way: bool = False) -> None:
         super().__init__()
+        self.two_way = two_way  # also scan from the last token back, and average: every token sees every other
         early = layer_id / max(num_layers - 1, 1)  # 0 at the first layer, 1 at the last
         late = 1.0 - layer_id / num_layers  # 1 at the first layer, towards 0 at the last
         h = torch.arange(dim, dtype=torch.float32) / max(dim - 1, 1)
@@ -124,7 +125,11 @@ class TimeMix(nn.Module):
         k = self.key(_mix(x, xx, self.time_mix_k))
         v = self.value(_mix(x, xx, self.time_mix_v))
         r = self.receptance(_mix(x, xx, self.time_mix_r))
-        mixed = wkv(torch.exp(self.time_decay), self.time_first, k, v)
+        decay = torch.exp(self.time_decay)
+        mixed = wkv(decay, self.time_first, k, v)
+        if self.two_way:
+            back = wkv(decay, self.time_first, k.flip(1), v.flip(1)).flip(1)
+            mixed = (mixed + back) / 2
         return self.output(torch.sigmoid(r) * mixed.to(r.dtype))
 
 

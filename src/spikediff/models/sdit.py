@@ -38,30 +38,37 @@ FREQUENCY_DIM = 256  # DiT's width of the sinusoidal step features
 
 
 class SDiTBlock(nn.Module):
-    """One block: [skip fusion], reconstruction tokens, spiking time-mix, spiking channel-mix, rescale."""
+    """One block: [skip fusion], [condition], reconstruction tokens, spiking time-mix, spiking
+    channel-mix, rescale. ``spiking=False`` is the ANN twin's block: the mixers' real outputs in place
+    of the LIF neurons' rates."""
 
-    def __init__(self, config: ModelConfig, num_tokens: int, layer_id: int, skip: bool) -> None:
+    def __init__(self, config: ModelConfig, num_tokens: int, layer_id: int, skip: bool, spiking: bool = True) -> None:
         super().__init__()
         dim = config.ch
         self.spike_steps = config.spike_steps
         self.skip_linear = nn.Linear(2 * dim, dim) if skip else None
+        self.condition = nn.Linear(dim, dim) if config.condition_every_block else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.time_mix = TimeMix(dim, layer_id, config.depth)
+        self.time_mix = TimeMix(dim, layer_id, config.depth, two_way=config.two_way_scan)
         self.channel_mix = ChannelMix(dim, layer_id, config.depth)
-        self.neuron1 = make_neuron(config.neuron)
-        self.neuron2 = make_neuron(config.neuron)
+        self.neuron1 = make_neuron(config.neuron) if spiking else None
+        self.neuron2 = make_neuron(config.neuron) if spiking else None
         self.recon_tokens = nn.Parameter(torch.ones(1, num_tokens, dim))
         self.recon_token_mix = nn.Linear(dim, num_tokens)
         self.recon_out = nn.Linear(num_tokens, dim)
 
-    def _spiking(self, neuron: nn.Module, h: torch.Tensor) -> torch.Tensor:
-        """The firing rate of ``neuron`` driven by ``h`` for ``spike_steps`` steps."""
+    def _spiking(self, neuron: nn.Module | None, h: torch.Tensor) -> torch.Tensor:
+        """The firing rate of ``neuron`` driven by ``h`` for ``spike_steps`` steps (``h`` itself in the ANN twin)."""
+        if neuron is None:
+            return h
         return neuron(h.unsqueeze(0).expand(self.spike_steps, *h.shape)).mean(0)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.skip_linear is not None:
             x = self.skip_linear(torch.cat([x, skip], dim=-1))
+        if self.condition is not None:
+            x = x + self.condition(cond).unsqueeze(1).to(x.dtype)
         n = x.shape[1]
         x = torch.cat([x, self.recon_tokens.expand(x.shape[0], -1, -1).to(x.dtype)], dim=1)
         x = x + self._spiking(self.neuron1, self.time_mix(self.norm1(x)))
@@ -73,6 +80,8 @@ class SDiTBlock(nn.Module):
 
 class SDiT(nn.Module):
     """The spiking diffusion transformer (see the module docstring)."""
+
+    spiking = True
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         super().__init__()
@@ -91,9 +100,10 @@ class SDiT(nn.Module):
         self.class_embedding = class_embedding(config.num_classes, dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
         half = config.depth // 2
-        self.in_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=False) for i in range(half))
-        self.mid_block = SDiTBlock(config, num_tokens, half, skip=False)
-        self.out_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=True) for i in range(half))
+        s = self.spiking
+        self.in_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=False, spiking=s) for i in range(half))
+        self.mid_block = SDiTBlock(config, num_tokens, half, skip=False, spiking=s)
+        self.out_blocks = nn.ModuleList(SDiTBlock(config, num_tokens, i, skip=True, spiking=s) for i in range(half))
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.out_ch = 2 * c if config.learn_sigma else c
         self.final_linear = nn.Linear(dim, p * p * self.out_ch)
@@ -114,6 +124,17 @@ class SDiT(nn.Module):
         nn.init.normal_(self.time_embedding.linear2.weight, std=0.02)
         nn.init.zeros_(self.final_linear.weight)
         nn.init.zeros_(self.final_linear.bias)
+        for block in self.blocks():
+            if self.config.zero_gate:  # scale 0: x + x * 0, the block's gate starts as the identity
+                nn.init.zeros_(block.recon_out.weight)
+                nn.init.zeros_(block.recon_out.bias)
+            if block.condition is not None:
+                nn.init.zeros_(block.condition.weight)
+                nn.init.zeros_(block.condition.bias)
+
+    def blocks(self) -> list[SDiTBlock]:
+        """Every block, input to output."""
+        return [*self.in_blocks, self.mid_block, *self.out_blocks]
 
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, grid^2, p*p*C] -> [B, C, H, W]``."""
@@ -127,10 +148,17 @@ class SDiT(nn.Module):
         h = torch.cat([cond.unsqueeze(1).to(h.dtype), h], dim=1) + self.pos_embed
         skips = []
         for block in self.in_blocks:
-            h = block(h)
+            h = block(h, cond)
             skips.append(h)
-        h = self.mid_block(h)
+        h = self.mid_block(h, cond)
         for block in self.out_blocks:
-            h = block(h, skips.pop())
+            h = block(h, cond, skips.pop())
         h = self.final_linear(self.final_norm(h))[:, 1:]
         return self.conv(self.unpatchify(h))
+
+
+class ANNSDiT(SDiT):
+    """SDiT's ANN twin: the same transformer with the mixers' real-valued outputs where SDiT has LIF rates,
+    so that a comparison separates what the spiking parts cost from what the recipe does."""
+
+    spiking = False
