@@ -369,3 +369,28 @@ def test_condition_every_block_reaches_every_patch_token():
         model(x, t, torch.tensor([7]))
     change = (features[0] - features[1])[0, 1:].abs().amax(-1)  # per patch token
     assert (change > 1e-4).all(), change
+
+
+def test_probe_sees_that_the_first_patch_is_denoised_alone_unless_the_scan_runs_both_ways(fmnist_batch):
+    """benchmarks/sdit_probe.py on the ANN twin with identity gates: one way, the first patch token sees
+    only the condition token and itself (swapping every other patch changes it by exactly 0), the last
+    sees the others; both ways, the first sees them too."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        from sdit_probe import probe
+    finally:
+        sys.path.pop(0)
+    x, other = fmnist_batch[:4, :, 2:30, 2:30], fmnist_batch[4:8, :, 2:30, 2:30]
+    y = torch.arange(4) % 10
+    for two_way in (False, True):
+        torch.manual_seed(0)
+        model = build_model(replace(TINY_SDIT, arch="ann_sdit", zero_gate=True, two_way_scan=two_way))
+        result = probe(model, x, other, 500, 100, y)
+        swap = result["swap_the_other_patches"]
+        assert (swap["first"] > 1e-3) == two_way and swap["last"] > 1e-3, swap
+        assert result["step_change"] > 0 and result["class_change"] > 0 and result["firing_rates"] == {}
+    spiking = probe(build_model(TINY_SDIT), x, other, 500, 100, y)
+    assert len(spiking["firing_rates"]) == 6
