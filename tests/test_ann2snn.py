@@ -149,19 +149,36 @@ def test_signed_residual_needs_every_conv_quantised():
 def test_converted_snn_runs_what_time_does_not_change_once(fmnist_batch):
     """The stem and the time embedding's first layer run once per evaluation, not T times; the output is
     the network run on the input repeated over T (to 1e-6), and the energy report counts them once."""
-    from spikediff.energy.report import measure_energy
+    from spikediff.diffusion import q_sample
+    from spikediff.energy.report import ENERGY_MODELS, count_energy, measure_energy
     from spikediff.models.ann_unet import UNet
 
     qann, config = tiny_qann(signed=True)
     snn, _ = convert(qann, config, spike_steps=5)
     x, t = fmnist_batch[:6], torch.linspace(0, 999, 6).long()
     with torch.no_grad():
-        folded = UNet.forward(snn, x.repeat(5, 1, 1, 1), t.repeat(5))
-        torch.testing.assert_close(snn(x, t), folded.view(5, 6, *x.shape[1:]).mean(0), rtol=1e-6, atol=1e-6)
+        folded = UNet.forward(snn, x.repeat(5, 1, 1, 1), t.repeat(5)).view(5, 6, *x.shape[1:]).mean(0)
+        stepwise = snn(x, t)  # without gradients the steps run one after another
+    torch.testing.assert_close(stepwise, folded, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(snn(x, t).detach(), folded, rtol=1e-6, atol=1e-6)  # with gradients: folded
+    assert all(m.state is None for m in snn.modules() if isinstance(m, SignedIFNeuron))  # no membrane left behind
     report = {layer.name: layer for layer in measure_energy(snn, x[:2], [500], NoiseSchedule.linear()).layers}
     assert report["stem"].dense_macs == x.shape[-1] ** 2 * 32 * 9  # one step's MACs per image: the stem ran once
     assert report["time_embedding.linear1"].dense_macs == 32 * 128
     assert report["time_embedding.linear2"].dense_macs == 5 * 128 * 128  # behind a neuron: every step
+    # counted step by step or folded, every layer's counts are the same
+    noise = torch.randn(x[:2].shape, generator=torch.Generator().manual_seed(0))
+    noisy = q_sample(NoiseSchedule.linear(), x[:2], torch.full((2,), 500), noise)
+
+    def run_folded(_t: int) -> None:
+        with torch.enable_grad():
+            snn(noisy, torch.full((2,), 500))
+
+    for layer in count_energy(snn, run_folded, [500], 2, ENERGY_MODELS["45nm-fp32"], "folded").layers:
+        step = report[layer.name]
+        assert (layer.input, layer.steps, layer.weights) == (step.input, step.steps, step.weights), layer.name
+        for field in ("dense_macs", "acs", "count_bit_ops", "neurobench_effective", "input_elements"):
+            assert getattr(layer, field) == pytest.approx(getattr(step, field), rel=1e-6), (layer.name, field)
 
 
 def test_model_quant_clip_sets_where_every_quantiser_clips():

@@ -16,8 +16,8 @@ also gets the counts that the fair baselines of ``spikediff.energy.baselines`` n
   the input's nonzero pattern (effective operations: zero inputs, zero weights and padding taps cost
   nothing) and on all ones (its ``Dense``: padding taps excluded, sparsity not exploited);
 - the spiking steps it ran over (T, or 1 for a layer that runs once per evaluation);
-- for spike inputs laid out ``[T*B, ...]``, the set bits of each input's spike count over T: the
-  work of the same network with ceil(log2(T+1))-bit activations computed bit-serially.
+- for spike inputs, the set bits of each input's spike count over T (:attr:`OpCounter.count_bits`):
+  the work of the same network with ceil(log2(T+1))-bit activations computed bit-serially.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class LayerCount:
     output_elements: int = 0
     neurobench_effective: float = 0.0
     neurobench_dense: float = 0.0
-    count_bits: float = 0.0  # set bits of the spike counts over T, times each input's fan-out
 
     @property
     def spike_input(self) -> bool:
@@ -135,6 +134,8 @@ class OpCounter:
         self.neurons: dict[str, NeuronCount] = {}
         self._handles: list = []
         self._dense: dict[tuple, float] = {}  # NeuroBench's Dense depends only on the layer and the input's shape
+        self._counts: dict[str, torch.Tensor] = {}  # spike counts per input element, summed over steps
+        self._fan_out: dict[str, float] = {}
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -150,7 +151,6 @@ class OpCounter:
             rec.binary_input &= nonzero == ones
             rec.negative_spikes |= bool((x < 0).any())
             rec.input_nonzeros += nonzero
-            T = self.spike_steps
             steps = self._steps(x)
             rec.steps += steps
             rec.neurobench_effective += neurobench_ops(module, x)
@@ -158,13 +158,21 @@ class OpCounter:
             if key not in self._dense:
                 self._dense[key] = neurobench_ops(module, x, dense=True)
             rec.neurobench_dense += self._dense[key]
-            if nonzero == ones and steps == T and T > 1:  # spikes, [T*B, ...]: the counts a low-bit ANN would send
-                counts = x.reshape(T, -1).sum(0).abs()
-                rec.count_bits += float(count_set_bits(counts).sum()) * macs / x.numel()
-            else:  # nothing to add up over time: each spike is its own count
-                rec.count_bits += nonzero * macs / max(x.numel(), 1)
+            if nonzero == ones:  # spikes: add them up per input element over the steps (in this call or over calls)
+                counts = x.reshape(steps, -1).sum(0, dtype=torch.float32)
+                running = self._counts.get(name)
+                self._counts[name] = counts if running is None or running.shape != counts.shape else running + counts
+                self._fan_out[name] = macs / x.numel()
 
         return hook
+
+    @property
+    def count_bits(self) -> dict[str, float]:
+        """Per layer fed by spikes: the set bits of each input's spike count over the spiking steps (a
+        network run folded, ``[T*B, ...]``, or step by step), times each input's fan-out: the adds of the
+        same network with ceil(log2(T+1))-bit activations computed bit-serially."""
+        return {name: float(count_set_bits(counts.abs()).sum()) * self._fan_out[name]
+                for name, counts in self._counts.items()}
 
     def _steps(self, x: torch.Tensor) -> int:
         """Spiking steps in ``x``: ``[T*B, ...]`` or ``[T, B, ...]`` hold T, ``[B, ...]`` one."""

@@ -163,12 +163,12 @@ def measure_spiking_diffusion_energy(
 def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model: EnergyModel,
                  name: str, all_macs: bool = False) -> EnergyReport:
     """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts."""
-    per_t, neurons_per_t = {}, {}
+    per_t, neurons_per_t, bits_per_t = {}, {}, {}
     spike_steps = 1 if all_macs else getattr(model, "spike_steps", 1)
     for t in ts:
         with OpCounter(model, batch, spike_steps) as counter:
             run(t)
-        per_t[t], neurons_per_t[t] = counter.layers, counter.neurons
+        per_t[t], neurons_per_t[t], bits_per_t[t] = counter.layers, counter.neurons, counter.count_bits
     report = EnergyReport(name, energy_model, list(ts), batch, spike_steps=spike_steps)
 
     def mean(values) -> float:
@@ -193,7 +193,7 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
             input_sparsity=mean(r.input_sparsity for r in records),
             neurobench_effective=mean(r.neurobench_effective for r in records) / batch,
             neurobench_dense=mean(r.neurobench_dense for r in records) / batch,
-            count_bit_ops=mean(r.count_bits for r in records) / batch if spikes else 0.0,
+            count_bit_ops=mean(bits_per_t[t].get(layer_name, 0.0) for t in ts) / batch if spikes else 0.0,
         ))
     for neuron_name, first in neurons_per_t[ts[0]].items():
         records = [neurons_per_t[t][neuron_name] for t in ts]

@@ -144,14 +144,34 @@ class ConvertedSNN(UNet):
         return self
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """What is the same on every spiking step runs once (DESIGN: work only where time changes
-        something): the stem, whose input is the image, and the time embedding's first layer, whose input
-        is the sinusoid of t; their outputs are repeated over T for the first neurons. The output
-        convolution still runs on every step's spikes (it is 0.1% of a small U-Net's operations)."""
+        """What is the same on every spiking step runs once (docs/architecture.md: work only where time
+        changes something): the stem, whose input is the image, and the time embedding's first layer,
+        whose input is the sinusoid of t. The output convolution still runs on every step's spikes (it
+        is 0.1% of a small U-Net's operations).
+
+        Without gradients (sampling, energy) the T steps run one after another, each through the whole
+        network on ``[B, ...]``, the neurons keeping their membranes between steps: every layer between
+        two neurons works on one step at a time, so this is the folded computation reordered, at the
+        memory footprint of one ANN evaluation instead of T. With gradients (block-wise fine-tuning) the
+        network runs folded, ``[T*B, ...]``, which autograd needs."""
         T = self.spike_steps
         embedding = self.time_embedding
         first = embedding.linear1(F.embedding(t, embedding.table))
-        temb = embedding.linear2(embedding.act(first.repeat(T, 1)))
-        temb = add_class(temb, self.class_embedding, None if y is None else y.repeat(T))
-        out = self.body(self.stem(x).repeat(T, 1, 1, 1), temb)
-        return out.view(T, x.shape[0], *out.shape[1:]).mean(0)
+        stem = self.stem(x)
+        if torch.is_grad_enabled():
+            temb = embedding.linear2(embedding.act(first.repeat(T, 1)))
+            temb = add_class(temb, self.class_embedding, None if y is None else y.repeat(T))
+            out = self.body(stem.repeat(T, 1, 1, 1), temb)
+            return out.view(T, x.shape[0], *out.shape[1:]).mean(0)
+        neurons = [m for m in self.modules() if isinstance(m, SignedIFNeuron)]
+        for neuron in neurons:
+            neuron.state = {}
+        try:
+            total = None
+            for _ in range(T):
+                out = self.body(stem, add_class(embedding.linear2(embedding.act(first)), self.class_embedding, y))
+                total = out.float() if total is None else total.add_(out)  # the mean in fp32, as the folded one
+        finally:
+            for neuron in neurons:
+                neuron.state = None
+        return (total / T).to(out.dtype)

@@ -52,17 +52,43 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor, s
     for t in range(len(x_seq)):
         if t:
             v.add_(x_seq[t])
-        pos = v >= v_threshold
-        v.add_(pos, alpha=-v_threshold)
-        out[t].copy_(pos)
-        if symmetric or t:  # the asymmetric neuron has fired nothing before the first step: no -1 there
-            neg = v <= -NEGATIVE_SPIKE_MARGIN
-            if not symmetric:
-                neg.logical_and_(count > 0)
-            v.add_(neg, alpha=v_threshold)
-            out[t].add_(neg, alpha=-1)
+        _fire(v, count, out[t], t == 0, v_threshold, symmetric)
+    return out
+
+
+def _fire(v: torch.Tensor, count: torch.Tensor | None, out: torch.Tensor, first: bool, v_threshold: float,
+          symmetric: bool) -> None:
+    """One step of the rule on a membrane ``v`` that has integrated this step's input: spikes into ``out``,
+    ``v`` and the running ``count`` (None for the symmetric neuron, which needs none) updated in place."""
+    pos = v >= v_threshold
+    v.add_(pos, alpha=-v_threshold)
+    out.copy_(pos)
+    if symmetric or not first:  # the asymmetric neuron has fired nothing before the first step: no -1 there
+        neg = v <= -NEGATIVE_SPIKE_MARGIN
         if not symmetric:
-            count.add_(out[t])
+            neg.logical_and_(count > 0)
+        v.add_(neg, alpha=v_threshold)
+        out.add_(neg, alpha=-1)
+    if not symmetric:
+        count.add_(out)
+
+
+@torch.compiler.disable
+@torch.no_grad()
+def signed_if_step(x: torch.Tensor, state: dict, v_threshold: float | torch.Tensor, symmetric: bool = False
+                   ) -> torch.Tensor:
+    """One spiking step of :func:`signed_if_sequence` for a network simulated step by step: ``state``
+    (empty before the first step) carries the membrane and count between calls. The same arithmetic in
+    the same order, so T calls give the sequence's spikes bit for bit."""
+    v_threshold = float(v_threshold)
+    first = "v" not in state
+    if first:
+        state["v"] = x.to(torch.promote_types(x.dtype, torch.float32)) + 0.5 * v_threshold
+        state["count"] = None if symmetric else torch.zeros_like(state["v"])
+    else:
+        state["v"].add_(x)
+    out = torch.empty_like(x)
+    _fire(state["v"], state["count"], out, first, v_threshold, symmetric)
     return out
 
 
@@ -92,7 +118,11 @@ class SignedIFNeuron(Neuron):
     def v_threshold(self, value: float) -> None:
         self.alpha.fill_(value)
 
+    state: dict | None = None  # set (to {}) while a network runs step by step: one step per call, membrane kept
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.state is not None:
+            return signed_if_step(x, self.state, self.alpha, self.symmetric)
         x_seq = x.view(self.spike_steps, x.shape[0] // self.spike_steps, *x.shape[1:])
         spikes = signed_if_sequence(x_seq, self.alpha, self.symmetric)
         if torch.is_grad_enabled() and x.requires_grad:
