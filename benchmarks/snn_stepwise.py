@@ -72,7 +72,7 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         autocast = torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else nullcontext()
 
-        def run(model, folded: bool = False):
+        def run(model, folded: bool = False, autocast=autocast):
             def call():
                 with autocast, torch.enable_grad() if folded else torch.no_grad():
                     return model(x, t)
