@@ -204,7 +204,8 @@ def test_conversion_folds_the_clip_into_the_next_layer_and_emits_signed_spikes(f
     with torch.no_grad():
         snn(fmnist_batch[:4], torch.tensor([0, 300, 600, 999]))
     handle.remove()
-    assert set(seen[0].unique().tolist()) <= {-1.0, 0.0, 1.0} and seen[0].abs().sum() > 0
+    spikes = torch.cat(seen)  # one call per spiking step: the network samples step by step
+    assert len(seen) == snn.spike_steps and set(spikes.unique().tolist()) <= {-1.0, 0.0, 1.0} and spikes.abs().sum() > 0
 
 
 @pytest.mark.parametrize("all_convs, signed", [(False, False), (True, False), (True, True)])
@@ -259,6 +260,7 @@ def block_errors(snn, qann, x, t, unquantised=None) -> dict[str, float]:
 
     handles = [b.register_forward_hook(keep("snn", n, True)) for n, b in res_blocks(snn)]
     handles += [b.register_forward_hook(keep("ann", n, False)) for n, b in res_blocks(qann)]
+    snn.run_stepwise = False  # the block outputs of every step at once
     saved = {}
     for name, q in (unquantised or {}).items():
         saved[name] = q.forward
@@ -268,6 +270,7 @@ def block_errors(snn, qann, x, t, unquantised=None) -> dict[str, float]:
         qann(x, t)
     for name, q in (unquantised or {}).items():
         q.forward = saved[name]
+    snn.run_stepwise = True
     for h in handles:
         h.remove()
     return {n: float((outputs["snn"][n] - outputs["ann"][n]).square().mean()) for n in outputs["snn"]}

@@ -127,6 +127,8 @@ class ConvertedSNN(UNet):
     """The converted SNN: the input and the diffusion step repeated over ``config.spike_steps``, every
     layer run on the folded ``[T*B, ...]`` tensor, signed IF neurons, output averaged over T."""
 
+    run_stepwise = True  # without gradients, simulate the spiking steps one after another (see forward)
+
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         _no_attention(config)
         self.spike_steps = config.spike_steps
@@ -153,12 +155,13 @@ class ConvertedSNN(UNet):
         network on ``[B, ...]``, the neurons keeping their membranes between steps: every layer between
         two neurons works on one step at a time, so this is the folded computation reordered, at the
         memory footprint of one ANN evaluation instead of T. With gradients (block-wise fine-tuning) the
-        network runs folded, ``[T*B, ...]``, which autograd needs."""
+        network runs folded, ``[T*B, ...]``, which autograd needs; so does a network whose
+        ``run_stepwise`` is off (block-wise fine-tuning reads a block's folded inputs)."""
         T = self.spike_steps
         embedding = self.time_embedding
         first = embedding.linear1(F.embedding(t, embedding.table))
         stem = self.stem(x)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or not self.run_stepwise:
             temb = embedding.linear2(embedding.act(first.repeat(T, 1)))
             temb = add_class(temb, self.class_embedding, None if y is None else y.repeat(T))
             out = self.body(stem.repeat(T, 1, 1, 1), temb)
