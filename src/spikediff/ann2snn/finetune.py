@@ -72,38 +72,31 @@ def blockwise_finetune(
     snn.eval()  # as the reference: no dropout; gradients still flow (BatchNorm is frozen either way)
     ann_blocks = dict(res_blocks(qann))
     history = []
+    T = snn.spike_steps
     snn.run_stepwise = False  # a block's inputs are read, and trained on, folded over the T steps
     try:
         for name, block in res_blocks(snn):
-            history.append(_tune_block(snn, qann, ann_blocks[name], name, block, images, schedule, steps_per_block,
-                                       lr, batch_size, gen, device, on_step))
+            params = [p for p in block.parameters() if p.requires_grad]
+            opt = torch.optim.Adam(params, lr=lr)
+            losses = []
+            for _ in range(steps_per_block):
+                pick = torch.randint(len(images), (batch_size,), generator=gen)
+                x0 = images[pick].to(device)
+                t = torch.randint(schedule.num_steps, (batch_size,), generator=gen).to(device)
+                x = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=gen).to(device))
+                target = _block_io(qann, ann_blocks[name], x, t, "output")
+                h, temb = _block_io(snn, block, x, t, "inputs")
+                out = block(h, temb)
+                rate = out.view(T, batch_size, *out.shape[1:]).mean(0)
+                loss = (rate - target).square().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                if on_step:
+                    on_step()
+            history.append({"block": name, "mse_first": losses[0], "mse_last": losses[-1]} if losses else
+                           {"block": name})
     finally:
         snn.run_stepwise = True
     return history
-
-
-def _tune_block(snn: ConvertedSNN, qann: nn.Module, ann_block: nn.Module, name: str, block: nn.Module,
-                images: torch.Tensor, schedule: NoiseSchedule, steps_per_block: int, lr: float, batch_size: int,
-                gen: torch.Generator, device: torch.device, on_step: Callable[[], None] | None) -> dict:
-    """Train one block of ``snn`` towards ``ann_block``'s output; its MSE on the first and last batches."""
-    T = snn.spike_steps
-    params = [p for p in block.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    losses = []
-    for _ in range(steps_per_block):
-        pick = torch.randint(len(images), (batch_size,), generator=gen)
-        x0 = images[pick].to(device)
-        t = torch.randint(schedule.num_steps, (batch_size,), generator=gen).to(device)
-        x = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=gen).to(device))
-        target = _block_io(qann, ann_block, x, t, "output")
-        h, temb = _block_io(snn, block, x, t, "inputs")
-        out = block(h, temb)
-        rate = out.view(T, batch_size, *out.shape[1:]).mean(0)
-        loss = (rate - target).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if on_step:
-            on_step()
-    return {"block": name, "mse_first": losses[0], "mse_last": losses[-1]} if losses else {"block": name}

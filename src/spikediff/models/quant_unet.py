@@ -96,7 +96,7 @@ class QuantReLU(nn.Module):
         return f"levels={self.levels}, alpha={float(self.alpha):.4g}" + (", symmetric" if self.symmetric else "")
 
 
-def _no_attention(config: ModelConfig) -> None:
+def _check_config(config: ModelConfig) -> None:
     if config.attn_levels:
         raise ValueError(f"{config.arch} has no attention (it could not be converted to spikes); "
                          f"set model.attn_levels to () (got {config.attn_levels})")
@@ -117,7 +117,7 @@ class QuantUNet(UNet):
     """The quantised ANN: ``model(x [B, C, H, W], t [B]) -> prediction``."""
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
-        _no_attention(config)
+        _check_config(config)
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
                          act=lambda: QuantReLU(config.quant_bits, config.quant_clip), middle_attn=False,
                          residual_act=_residual(config, lambda s: QuantReLU(config.quant_bits, config.quant_clip, s)))
@@ -130,7 +130,7 @@ class ConvertedSNN(UNet):
     run_stepwise = True  # without gradients, simulate the spiking steps one after another (see forward)
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
-        _no_attention(config)
+        _check_config(config)
         self.spike_steps = config.spike_steps
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
                          act=lambda: SignedIFNeuron(config.spike_steps), middle_attn=False,
