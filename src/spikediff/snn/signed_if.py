@@ -59,16 +59,23 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor, s
 def _fire(v: torch.Tensor, count: torch.Tensor | None, out: torch.Tensor, first: bool, v_threshold: float,
           symmetric: bool) -> None:
     """One step of the rule on a membrane ``v`` that has integrated this step's input: spikes into ``out``,
-    ``v`` and the running ``count`` (None for the symmetric neuron, which needs none) updated in place."""
-    pos = v >= v_threshold
-    v.add_(pos, alpha=-v_threshold)
-    out.copy_(pos)
+    ``v`` and the running ``count`` (None for the symmetric neuron, which needs none) updated in place.
+
+    Every mask is written as 0.0 / 1.0 in a float tensor by the comparison itself: a boolean mask would
+    be converted to float again by each in-place update that reads it, and those conversions took more
+    time than the convolutions of a converted U-Net sampled step by step (``benchmarks/snn_stepwise.py``).
+    Adding or subtracting a 0/1 multiple of the threshold is exact, so the spikes and membranes are the
+    same bits as with boolean masks. The asymmetric neuron's "may fire -1" condition ``count > 0`` is
+    folded into ``minimum(below_zero, count)``: the count is a whole number >= 0, so the minimum is 1
+    exactly where both hold."""
+    torch.ge(v, v_threshold, out=out)
+    v.sub_(out, alpha=v_threshold)
     if symmetric or not first:  # the asymmetric neuron has fired nothing before the first step: no -1 there
-        neg = v <= -NEGATIVE_SPIKE_MARGIN
+        neg = torch.le(v, -NEGATIVE_SPIKE_MARGIN, out=torch.empty_like(v))
         if not symmetric:
-            neg.logical_and_(count > 0)
+            torch.minimum(neg, count, out=neg)
         v.add_(neg, alpha=v_threshold)
-        out.add_(neg, alpha=-1)
+        out.sub_(neg)
     if not symmetric:
         count.add_(out)
 
