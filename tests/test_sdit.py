@@ -246,7 +246,7 @@ def test_grey_data_feeds_rgb_models_and_rgb_samples_score_against_grey_data():
 def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path, small_fmnist_dir):
     run = tmp_path / "sdit"
     sets = ["model.ch=32", "model.depth=2", "train.batch_size=8", "train.total_steps=3", "train.sample_every=0",
-            "train.compile=off", "train.precision=fp32"]
+            "train.compile=off", "train.precision=fp32", "train.log_every=1"]
     assert main(["train", "--preset", "fmnist-sdit-small", "--out", str(run), "--data-dir", str(small_fmnist_dir),
                  "--no-progress", "--set", "model.learn_sigma=true", *[a for s in sets for a in ("--set", s)]]) == 0
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -270,6 +270,10 @@ def test_conditional_training_sampling_a_class_and_energy_from_the_cli(tmp_path,
     assert layers and all(layer["input"] == "real" for layer in layers)
     neurons = report["report"]["neurons"]
     assert len(neurons) == 2 * 3 and all(n["kind"] == "LIFNeuron" for n in neurons)
+    # the training log carries every neuron's firing rate on each logged step, by the same names
+    logged = [r["firing_rates"] for r in log if "loss" in r]
+    assert len(logged) == 3 and all(set(rates) == {n["name"] for n in neurons} for rates in logged)
+    assert all(0.0 <= rate <= 1.0 for rates in logged for rate in rates.values())
     # a conditional Spiking U-Net trains from the same flags; an unconditional one refuses --class
     unet = tmp_path / "unet"
     assert main(["train", "--preset", "fmnist-snn-small", "--out", str(unet), "--data-dir", str(small_fmnist_dir),

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikediff.snn.neurons import Neuron
+from spikediff.snn.firing import FiringRecorder, NeuronCount
 
 COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 
@@ -66,20 +66,6 @@ class LayerCount:
     def input_sparsity(self) -> float:
         """Share of input elements that are exactly zero (spike or not)."""
         return 1.0 - self.input_nonzeros / max(self.input_elements, 1)
-
-
-@dataclass
-class NeuronCount:
-    """What one spiking neuron layer emitted: its output elements over all steps and how many fired."""
-
-    name: str
-    kind: str
-    elements: int = 0
-    spikes: int = 0
-
-    @property
-    def firing_rate(self) -> float:
-        return self.spikes / max(self.elements, 1)
 
 
 def dense_macs(layer: nn.Module, x: torch.Tensor, output: torch.Tensor) -> int:
@@ -131,7 +117,8 @@ class OpCounter:
         self.batch = batch
         self.spike_steps = spike_steps or getattr(model, "spike_steps", 1)
         self.layers: dict[str, LayerCount] = {}
-        self.neurons: dict[str, NeuronCount] = {}
+        self._firing = FiringRecorder(model)
+        self.neurons: dict[str, NeuronCount] = self._firing.neurons
         self._handles: list = []
         self._dense: dict[tuple, float] = {}  # NeuroBench's Dense depends only on the layer and the input's shape
         self._counts: dict[str, torch.Tensor] = {}  # spike counts per input element, summed over steps
@@ -183,23 +170,15 @@ class OpCounter:
             return self.spike_steps
         return 1
 
-    def _neuron_hook(self, name: str):
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            rec = self.neurons.setdefault(name, NeuronCount(name, type(module).__name__))
-            rec.elements += output.numel()
-            rec.spikes += int(torch.count_nonzero(output))
-
-        return hook
-
     def __enter__(self) -> OpCounter:
         for name, module in self.model.named_modules():
             if isinstance(module, COUNTED):
                 self._handles.append(module.register_forward_hook(self._hook(name)))
-            elif isinstance(module, Neuron):
-                self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
+        self._firing.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._firing.__exit__(*exc)

@@ -47,6 +47,7 @@ from spikediff.fast_path import (
 )
 from spikediff.objectives import dataset_variance
 from spikediff.sample import generate, save_grid
+from spikediff.snn.firing import FiringRecorder, has_neurons
 from spikediff.train.distributed import (
     Dist,
     all_ranks,
@@ -422,6 +423,7 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
     fit_from = start + 1 if t.lr_decay != "constant" and math.isfinite(deadline) and not resume else None
     fit_tic = 0.0
     log = open(out_dir / LOG_FILE, "a") if d.main else None
+    spiking = has_neurons(model)
     step = start
     try:
         while step < plan["end"]:
@@ -430,14 +432,18 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for k in range(t.grad_accum):
-                part = slice(k * micro, (k + 1) * micro)
-                sync = k == t.grad_accum - 1 or not d.enabled
-                with step_model.no_sync() if not sync else contextlib.nullcontext():
-                    with autocast:
-                        loss = objective.loss(step_model, x0[part], {k: v[part] for k, v in draws.items()})
-                    (loss / t.grad_accum).backward()
-                loss_sum += loss.item() / t.grad_accum
+            # a logged step of an eager spiking network also records its neurons' firing rates (hooks
+            # would make a compiled one recompile)
+            logs_rates = spiking and not fast.path.compiled and (step + 1) % t.log_every == 0
+            with FiringRecorder(model) if logs_rates else contextlib.nullcontext() as recorder:
+                for k in range(t.grad_accum):
+                    part = slice(k * micro, (k + 1) * micro)
+                    sync = k == t.grad_accum - 1 or not d.enabled
+                    with step_model.no_sync() if not sync else contextlib.nullcontext():
+                        with autocast:
+                            loss = objective.loss(step_model, x0[part], {k: v[part] for k, v in draws.items()})
+                        (loss / t.grad_accum).backward()
+                    loss_sum += loss.item() / t.grad_accum
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
             # every rank decides together, so that none stops while the others wait in a collective
             if not all_ranks(math.isfinite(loss_sum) and bool(torch.isfinite(norm)), d, device):
@@ -476,7 +482,10 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
                 if d.main:
                     tqdm.write(f"learning rate decays to 0 at step {end} (fitted to --max-minutes)")
             if log and (done % t.log_every == 0 or done == plan["end"]):
-                log.write(json.dumps({"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}) + "\n")
+                line = {"step": done, "loss": loss_value, "lr": lr, "images_per_s": rate}
+                if recorder is not None:
+                    line["firing_rates"] = recorder.rates()
+                log.write(json.dumps(line) + "\n")
                 log.flush()
             if t.sample_every and done % t.sample_every == 0:
                 sample_grid(done)
