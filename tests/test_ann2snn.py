@@ -225,6 +225,24 @@ def test_converted_snn_approaches_its_ann_as_t_grows(fmnist_batch, all_convs, si
         assert errors[63][name] < errors[15][name] < errors[3][name], (name, errors)
 
 
+def test_conversion_error_finds_no_encoding_error_where_the_input_is_constant(fmnist_batch, monkeypatch):
+    """benchmarks/conversion_error.py: the neurons whose input is the same on every step (the time
+    embedding's, and the first block's, which reads the stem) code it exactly, so they show no encoding
+    error and no drift; deeper neurons read uneven spike-driven input and do show some."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from conversion_error import layer_errors
+
+    qann, config = tiny_qann(all_convs=True, signed=True)
+    snn, _ = convert(qann, config)
+    rows = {r["layer"]: r for r in layer_errors(snn, qann, fmnist_batch[:8], torch.linspace(0, 999, 8).long())}
+    assert set(rows) == {n for n, m in snn.named_modules() if isinstance(m, SignedIFNeuron)}
+    for constant in ("time_embedding.act", "down.0.act1"):
+        assert rows[constant]["encoding_wrong_share"] == 0.0 and rows[constant]["drift"] < 1e-6, rows[constant]
+    assert max(r["drift"] for r in rows.values()) > 0.01
+
+
 def test_quantising_every_conv_leaves_only_the_stem_and_time_input_fed_by_real_values(fmnist_batch):
     from spikediff.energy.report import measure_energy
 

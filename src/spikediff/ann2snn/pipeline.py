@@ -19,7 +19,7 @@ from spikediff.diffusion import NoiseSchedule, q_sample
 CONVERSION_FILE = "conversion.json"
 
 
-def _noisy_probe(images: torch.Tensor, schedule: NoiseSchedule, n: int = 32, seed: int = 1234):
+def noisy_probe(images: torch.Tensor, schedule: NoiseSchedule, n: int = 32, seed: int = 1234):
     """A fixed batch of noised images (diffusion steps spread over the schedule) for error figures."""
     gen = torch.Generator().manual_seed(seed)
     x0 = images[torch.randperm(len(images), generator=gen)[:n]]
@@ -57,7 +57,7 @@ def ann2snn(
     dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
     images = batch_transform(torch.stack([dataset[int(i)] for i in pick]), config.model.image_size, False)
-    x, t = _noisy_probe(images, schedule)
+    x, t = noisy_probe(images, schedule)
     x, t = x.to(device), t.to(device)
     summary = {"qann": str(qann_dir), "ema": use_ema, "quant_bits": config.model.quant_bits,
                "spike_steps": snn.spike_steps, "output_mse_vs_qann": output_error(snn, qann, x, t),
