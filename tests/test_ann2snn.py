@@ -14,7 +14,7 @@ from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule
 from spikediff.models.quant_unet import QuantReLU
 from spikediff.snn import SignedIFNeuron, signed_if_sequence, threshold_scale
-from spikediff.snn.signed_if import NEGATIVE_SPIKE_MARGIN
+from spikediff.snn.signed_if import NEGATIVE_SPIKE_MARGIN, signed_if_step
 from tests.conftest import randomise_batchnorm
 
 TINY_QANN = spikediff.ModelConfig(arch="qann_unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, img_ch=1, quant_bits=2,
@@ -51,28 +51,65 @@ def test_signed_if_hand_checked_sequence():
     assert out.tolist() == [1.0, -1.0, 0.0, 0.0, 0.0] and (out.cumsum(0) >= 0).all()
 
 
-def _signed_if_as_stated(x_seq: torch.Tensor, v_threshold: float) -> torch.Tensor:
+def _signed_if_as_stated(x_seq: torch.Tensor, v_threshold: float, symmetric: bool = False,
+                         max_count: int | None = None) -> torch.Tensor:
     """The signed IF rule written out step by step in fp32: the oracle of the in-place version."""
     v, count, out = torch.full_like(x_seq[0], v_threshold / 2), torch.zeros_like(x_seq[0]), []
+    cap = float("inf") if max_count is None else max_count
     for x in x_seq:
         v = v + x
-        pos = (v >= v_threshold).float()
+        pos = ((v >= v_threshold) & (count < cap)).float()
         v = v - pos * v_threshold
-        neg = ((v <= -NEGATIVE_SPIKE_MARGIN) & (count + pos > 0)).float()
+        may = count + pos > -cap if symmetric else count + pos > 0
+        neg = ((v <= -NEGATIVE_SPIKE_MARGIN) & may).float()
         v = v + neg * v_threshold
         out.append(pos - neg)
         count = count + pos - neg
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("symmetric, max_count", [(False, None), (True, None), (False, 5), (True, 5)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_signed_if_sequence_is_the_rule_bit_for_bit(dtype):
+def test_signed_if_sequence_is_the_rule_bit_for_bit(dtype, symmetric, max_count):
     x = (torch.randn(7, 4096, generator=torch.Generator().manual_seed(0)) * 0.8).to(dtype)
-    spikes = signed_if_sequence(x, 0.6)
+    spikes = signed_if_sequence(x, 0.6, symmetric, max_count)
     assert spikes.dtype == dtype  # spikes in the input's dtype: bf16 sampling casts nothing back
-    expected = _signed_if_as_stated(x.float(), 0.6)
+    expected = _signed_if_as_stated(x.float(), 0.6, symmetric, max_count)
     assert torch.equal(spikes.float(), expected) and expected.min() == -1 and expected.max() == 1
+    counts = expected.sum(0)
+    assert counts.max() == (max_count or 7) and (counts.min() == -(max_count or 7) if symmetric else counts.min() == 0)
     assert torch.equal(x, (torch.randn(7, 4096, generator=torch.Generator().manual_seed(0)) * 0.8).to(dtype))
+    state, steps = {}, []  # one step per call, as a network sampled step by step runs it: the same bits
+    for x_t in x:
+        steps.append(signed_if_step(x_t, state, 0.6, symmetric, max_count))
+    assert torch.equal(torch.stack(steps), spikes)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("bits, slack", [(2, 1), (3, 1), (3, 2)])
+def test_slack_steps_count_the_quantisers_level_for_constant_input(bits, slack, symmetric):
+    """T = L + slack steps, threshold alpha * T / L, counts capped at L: a constant input counts the
+    L-level quantiser's level, as at T = L."""
+    q = QuantReLU(bits, clip=2.0, symmetric=symmetric)
+    levels = 2**bits - 1
+    steps = levels + slack
+    x = torch.linspace(-3.0, 3.0, 601)
+    x = x[((x / 2.0 * levels) % 1 - 0.5).abs() > 1e-3]  # away from rounding ties
+    neuron = SignedIFNeuron(steps, alpha=2.0 * steps / levels, symmetric=symmetric, max_count=levels)
+    count = neuron(x.repeat(steps)).view(steps, -1).sum(0)
+    torch.testing.assert_close(2.0 * count / levels, q(x).detach())
+
+
+def test_a_slack_step_lets_a_neuron_at_the_top_level_catch_up_with_late_input():
+    # the input's mean is the clip alpha = 1 (the top level, 3 of 3), but nothing arrives on the first step.
+    # T = L = 3, threshold 1: 0.5 | 0.5+1.5 = 2 fires -> 1 | 1+1.5 = 2.5 fires -> 1.5: count 2, a level lost
+    late = torch.tensor([0.0, 1.5, 1.5])[:, None]
+    assert signed_if_sequence(late, 1.0, symmetric=True).sum() == 2
+    # one slack step, T = 4, threshold 4/3, the same mean over 4 steps: 2/3 | 2 fires -> 2/3 | 2 fires | 2 fires
+    late = torch.tensor([0.0, 4 / 3, 4 / 3, 4 / 3])[:, None]
+    assert signed_if_sequence(late, 4 / 3, symmetric=True, max_count=3).sum() == 3
+    # and the cap holds the count at the level however much more arrives
+    assert signed_if_sequence(torch.full((4, 1), 5.0), 4 / 3, symmetric=True, max_count=3).sum() == 3
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3])
@@ -241,6 +278,32 @@ def test_conversion_error_finds_no_encoding_error_where_the_input_is_constant(fm
     for constant in ("time_embedding.act", "down.0.act1"):
         assert rows[constant]["encoding_wrong_share"] == 0.0 and rows[constant]["drift"] < 1e-6, rows[constant]
     assert max(r["drift"] for r in rows.values()) > 0.01
+
+
+def test_conversion_with_a_slack_step(fmnist_batch):
+    """``slack_steps=1`` on 2-bit quantisers: T = 4, every threshold alpha * 4/3 (folded into the next
+    layer), counts capped at 3; step by step and folded agree; the energy report's quantised baseline
+    stays 2-bit (counts up to 3), not the 3 bits that T = 4 would suggest."""
+    from spikediff.energy.report import measure_energy
+    from spikediff.models.ann_unet import UNet
+
+    qann, config = tiny_qann(signed=True)
+    snn, snn_config = convert(qann, config, slack_steps=1)
+    assert (snn.spike_steps, snn.count_levels, snn_config.model.slack_steps) == (4, 3, 1)
+    for act, _ in activation_consumers(qann):
+        neuron = snn.get_submodule(act)
+        assert neuron.max_count == 3 and neuron.v_threshold == pytest.approx(2.0 * 4 / 3)
+    x, t = fmnist_batch[:6], torch.linspace(0, 999, 6).long()
+    with torch.no_grad():
+        folded = UNet.forward(snn, x.repeat(4, 1, 1, 1), t.repeat(4)).view(4, 6, *x.shape[1:]).mean(0)
+        torch.testing.assert_close(snn(x, t), folded, rtol=1e-6, atol=1e-6)
+    rebuilt = spikediff.build(snn_config)  # the saved config rebuilds the same capped network
+    rebuilt.load_state_dict(snn.state_dict())
+    assert all(m.max_count == 3 for m in rebuilt.modules() if isinstance(m, SignedIFNeuron))
+    baseline = measure_energy(snn, x[:2], [500], NoiseSchedule.linear()).conventions()["quantised_ann"]
+    assert baseline["bits"] == 2
+    with pytest.raises(ValueError, match="slack"):
+        convert(qann, config, spike_steps=6, slack_steps=1)
 
 
 def test_quantising_every_conv_leaves_only_the_stem_and_time_input_fed_by_real_values(fmnist_batch):

@@ -348,7 +348,8 @@ def cmd_ann2snn(args: argparse.Namespace) -> None:
     with tqdm(total=steps, unit="step", disable=args.no_progress or not steps) as bar:
         summary = ann2snn(args.qann_dir, args.out_dir, args.spike_steps, args.finetune, args.finetune_steps, args.lr,
                           args.batch_size, args.num_images, args.data_dir, args.ema, args.overwrite,
-                          args.device or default_device(), args.seed, on_step=bar.update)
+                          args.device or default_device(), args.seed, on_step=bar.update,
+                          slack_steps=args.slack_steps)
     print(f"converted {args.qann_dir} ({summary['quant_bits']}-bit) -> {args.out_dir}: T={summary['spike_steps']}, "
           f"output MSE vs the quantised ANN {summary['output_mse_vs_qann']:.5f}"
           + (f", after fine-tuning {summary['output_mse_after_finetune']:.5f}" if args.finetune else ""))
@@ -529,7 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ann2snn", help="convert a quantised ANN (e.g. --preset fmnist-qann-small) to an SNN (SDM)")
     p.add_argument("qann_dir", help="checkpoint or run directory of a qann_unet model")
     p.add_argument("out_dir", help="where the SNN checkpoint goes (sample, evaluate and energy take it)")
-    p.add_argument("--spike-steps", type=COUNT, help="T (default 2^bits - 1)")
+    p.add_argument("--spike-steps", type=COUNT, help="T (default 2^bits - 1, plus --slack-steps)")
+    p.add_argument("--slack-steps", type=NON_NEGATIVE_INT, default=0,
+                   help="steps beyond the 2^bits - 1 levels, counts capped at the levels: a neuron at the top "
+                   "level may then miss that many spikes while its input arrives")
     p.add_argument("--finetune", action="store_true", help="block-wise fine-tuning against the ANN (MSE)")
     p.add_argument("--finetune-steps", type=COUNT, default=100, help="steps per residual block")
     p.add_argument("--lr", type=POSITIVE, default=1e-3, help="fine-tuning learning rate (Adam)")

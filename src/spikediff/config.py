@@ -31,7 +31,8 @@ BELOW_ONE = Range(False, 0, 1, open_high=True)  # a probability that 1 would mak
 RANGES: dict[str, Range] = {
     "model.image_size": COUNT, "model.img_ch": COUNT, "model.ch": COUNT, "model.ch_mult": COUNT,
     "model.num_res_blocks": COUNT, "model.dropout": BELOW_ONE, "model.attn_levels": NON_NEGATIVE_INT,
-    "model.spike_steps": COUNT, "model.quant_bits": Range(True, 1, 8), "model.quant_clip": POSITIVE,
+    "model.spike_steps": COUNT, "model.slack_steps": NON_NEGATIVE_INT, "model.quant_bits": Range(True, 1, 8),
+    "model.quant_clip": POSITIVE,
     "model.codebook_size": COUNT, "model.latent_ch": COUNT, "model.neuron.v_threshold": POSITIVE,
     "model.neuron.v_reset": Range(False), "model.neuron.alpha": POSITIVE, "model.neuron.tau": Range(False, 1),
     "model.membrane_decay": Range(False, 0, 1, open_low=True), "model.depth": COUNT, "model.patch_size": COUNT,
@@ -108,6 +109,11 @@ class ModelConfig:
     # qann_unet, converted_snn, with quant_all_convs: those residual-stream quantisers symmetric (levels -L..L,
     # converted to signed IF neurons that fire -1 for negative input), so the stream's sign reaches the convs
     quant_signed_residual: bool = False
+    # converted_snn: spiking steps beyond the quantiser's 2^b - 1 levels (T = levels + slack_steps). Every
+    # neuron's count is capped at the levels and its threshold scaled by T / levels, so a constant input
+    # still counts the quantiser's level, while a neuron at the top level has slack_steps steps in which it
+    # may miss a spike (its input arrived late) and still reach it
+    slack_steps: int = 0
     codebook_size: int = 128  # vq_svae, spiking_diffusion: K codes (Spiking-Diffusion)
     latent_ch: int = 16  # vq_svae, spiking_diffusion: width of a code vector
     neuron: NeuronConfig = field(default_factory=NeuronConfig)

@@ -38,21 +38,33 @@ def default_spike_steps(quant_bits: int) -> int:
     return 2**quant_bits - 1
 
 
-def convert(qann: nn.Module, config: Config, spike_steps: int | None = None) -> tuple[ConvertedSNN, Config]:
-    """The SNN of a trained quantised ANN (``arch="qann_unet"``), and its config, ready to save."""
+def convert(qann: nn.Module, config: Config, spike_steps: int | None = None, slack_steps: int = 0
+            ) -> tuple[ConvertedSNN, Config]:
+    """The SNN of a trained quantised ANN (``arch="qann_unet"``), and its config, ready to save.
+
+    ``slack_steps`` S runs T = L + S steps for the L = 2^b - 1 levels (``spike_steps`` defaults to that):
+    each neuron's threshold is ``alpha * T / L`` and its count capped at L, so that a constant input counts
+    the quantiser's level and the next layer (whose weight takes the threshold) sees ``alpha * count / L``
+    as in the ANN; the S extra steps let a neuron at the top level miss spikes while its input arrives."""
     if not isinstance(qann, QuantUNet):
         raise ValueError(f"ann2snn converts a quantised ANN (arch 'qann_unet', e.g. preset fmnist-qann-small); "
                          f"this checkpoint is {config.model.arch!r}")
-    steps = spike_steps or default_spike_steps(config.model.quant_bits)
+    levels = default_spike_steps(config.model.quant_bits)
+    steps = spike_steps or levels + slack_steps
     if steps < 1:
         raise ValueError(f"spike_steps must be >= 1, got {steps}")
-    snn_config = replace(config, name=f"{config.name}-snn-t{steps}",
-                         model=replace(config.model, arch="converted_snn", spike_steps=steps))
+    if slack_steps and steps != levels + slack_steps:
+        raise ValueError(f"with slack_steps={slack_steps}, T is the {levels} levels of {config.model.quant_bits}-bit "
+                         f"quantisers plus the slack: {levels + slack_steps}, not {steps}")
+    snn_config = replace(config, name=f"{config.name}-snn-t{steps}" + (f"-slack{slack_steps}" if slack_steps else ""),
+                         model=replace(config.model, arch="converted_snn", spike_steps=steps, slack_steps=slack_steps))
+    scale = steps / levels if slack_steps else 1.0
     modules = dict(qann.named_modules())
     state = {k: v.detach().clone() for k, v in qann.state_dict().items()}
     for act, consumer in activation_consumers(qann):
         if not isinstance(modules[act], QuantReLU):
             raise ValueError(f"{act} is {type(modules[act]).__name__}, not a quantiser: not a quantised ANN")
+        state[f"{act}.alpha"] = state[f"{act}.alpha"] * scale
         state[f"{consumer}.weight"] = state[f"{consumer}.weight"] * state[f"{act}.alpha"]
     snn = ConvertedSNN(snn_config.model, config.diffusion.num_steps)
     snn.load_state_dict(state)

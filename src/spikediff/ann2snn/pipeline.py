@@ -42,6 +42,7 @@ def ann2snn(
     device: torch.device | str = "cpu",
     seed: int = 0,
     on_step: Callable[[], None] | None = None,
+    slack_steps: int = 0,
 ) -> dict:
     """Convert (and fine-tune on ``num_images`` training images) the quantised ANN in ``qann_dir``,
     save the SNN as an ordinary checkpoint in ``out_dir`` and return the conversion summary.
@@ -52,7 +53,7 @@ def ann2snn(
     config = checkpoint.load_config(qann_dir)
     use_ema = checkpoint.uses_ema(qann_dir, use_ema)
     qann = checkpoint.load(qann_dir, map_location=device, use_ema=use_ema)
-    snn, snn_config = convert(qann, config, spike_steps)
+    snn, snn_config = convert(qann, config, spike_steps, slack_steps)
     schedule = NoiseSchedule.from_config(config.diffusion)
     dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
@@ -60,7 +61,8 @@ def ann2snn(
     x, t = noisy_probe(images, schedule)
     x, t = x.to(device), t.to(device)
     summary = {"qann": str(qann_dir), "ema": use_ema, "quant_bits": config.model.quant_bits,
-               "spike_steps": snn.spike_steps, "output_mse_vs_qann": output_error(snn, qann, x, t),
+               "spike_steps": snn.spike_steps, "slack_steps": slack_steps,
+               "output_mse_vs_qann": output_error(snn, qann, x, t),
                "probe": f"{len(x)} {config.data.dataset} training images noised to t in [0, {schedule.num_steps - 1}]"}
     if finetune:
         blocks = blockwise_finetune(snn, qann, images, schedule, steps_per_block, lr, batch_size, seed, on_step)

@@ -7,7 +7,8 @@ charges no memory traffic, which a T-step network repeats T times. So each repor
 - ``neurobench``: NeuroBench's synaptic operations (its ``Effective_MACs`` / ``Effective_ACs``: only
   nonzero inputs times nonzero weights, no padding taps), at the same per-operation energies.
 - ``quantised_ann``: the same network with ceil(log2(T+1))-bit activations, which carry what a
-  T-step rate code carries (Yan et al., arXiv 2409.08290). Cost model (this project's, stated so it
+  T-step rate code carries (Yan et al., arXiv 2409.08290); ceil(log2(L+1)) bits where slack steps
+  cap the counts at L < T levels. Cost model (this project's, stated so it
   can be argued with): a b-bit activation times an fp32 weight is computed bit-serially, one fp32 add
   (E_AC) per set bit of the activation, zero activations skipped: the SNN's own zero-skipping applied
   to bits (``bit_serial``); ``dense`` charges b adds per MAC whatever the activation. Layers fed by
@@ -87,12 +88,13 @@ def conventions(report: EnergyReport) -> dict[str, dict]:
                    "charges": "SRAM bits moved at batch 1, 0.156 pJ/bit (Horowitz 2014, 8 KB SRAM)"},
     }
     if T > 1 and any(layer.input == "spikes" for layer in report.layers):
-        bits = count_bits(T)
+        bits = count_bits(report.count_levels or T)
         costs = quantised_ann_mj(report, bits)
         memory = memory_bits(report, bits) * SRAM_PJ_PER_BIT * 1e-9
         result["quantised_ann"] = {
             "bits": bits, "energy_mj_bit_serial": costs["bit_serial"], "energy_mj_dense": costs["dense"],
-            "memory_mj": memory, "charges": f"the same network with {bits}-bit activations (T = {T}); a set bit "
+            "memory_mj": memory, "charges": f"the same network with {bits}-bit activations (T = {T}"
+            + (f", counts up to {report.count_levels}" if report.count_levels else "") + "); a set bit "
             "of an activation costs one E_AC (bit-serial, zeros skipped), or every MAC costs bits x E_AC (dense)"}
     return result
 

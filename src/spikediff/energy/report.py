@@ -72,6 +72,7 @@ class EnergyReport:
     layers: list[LayerEnergy] = field(default_factory=list)
     neurons: list[NeuronEnergy] = field(default_factory=list)
     spike_steps: int = 1
+    count_levels: int | None = None  # the largest spike count a neuron sends, if below spike_steps (slack steps)
 
     @property
     def macs(self) -> float:
@@ -103,6 +104,7 @@ class EnergyReport:
             "diffusion_steps_measured": self.diffusion_steps_measured,
             "num_images": self.num_images,
             "spike_steps": self.spike_steps,
+            "count_levels": self.count_levels or self.spike_steps,
             "totals_per_evaluation": {"macs": self.macs, "acs": self.acs, "energy_mj": self.energy_mj},
             "conventions_per_evaluation": self.conventions(),
             "layers": [asdict(layer) for layer in self.layers],
@@ -169,7 +171,9 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
         with OpCounter(model, batch, spike_steps) as counter:
             run(t)
         per_t[t], neurons_per_t[t], bits_per_t[t] = counter.layers, counter.neurons, counter.count_bits
-    report = EnergyReport(name, energy_model, list(ts), batch, spike_steps=spike_steps)
+    levels = None if all_macs else getattr(model, "count_levels", None)
+    report = EnergyReport(name, energy_model, list(ts), batch, spike_steps=spike_steps,
+                          count_levels=levels if levels != spike_steps else None)
 
     def mean(values) -> float:
         return sum(values) / len(ts)

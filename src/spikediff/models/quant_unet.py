@@ -125,16 +125,23 @@ class QuantUNet(UNet):
 
 class ConvertedSNN(UNet):
     """The converted SNN: the input and the diffusion step repeated over ``config.spike_steps``, every
-    layer run on the folded ``[T*B, ...]`` tensor, signed IF neurons, output averaged over T."""
+    layer run on the folded ``[T*B, ...]`` tensor, signed IF neurons, output averaged over T; with
+    ``config.slack_steps``, every neuron's count capped at ``spike_steps - slack_steps`` levels."""
 
     run_stepwise = True  # without gradients, simulate the spiking steps one after another (see forward)
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         _check_config(config)
+        if not 0 <= config.slack_steps < config.spike_steps:
+            raise ValueError(f"model.slack_steps ({config.slack_steps}) must be below model.spike_steps "
+                             f"({config.spike_steps}): the neurons need at least one level")
         self.spike_steps = config.spike_steps
+        self.count_levels = config.spike_steps - config.slack_steps  # the largest spike count a neuron sends
+        levels = self.count_levels
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
-                         act=lambda: SignedIFNeuron(config.spike_steps), middle_attn=False,
-                         residual_act=_residual(config, lambda s: SignedIFNeuron(config.spike_steps, symmetric=s)))
+                         act=lambda: SignedIFNeuron(config.spike_steps, max_count=levels), middle_attn=False,
+                         residual_act=_residual(config, lambda s: SignedIFNeuron(config.spike_steps, symmetric=s,
+                                                                                 max_count=levels)))
 
     def train(self, mode: bool = True) -> ConvertedSNN:
         """BatchNorm stays at its running statistics even in training (fine-tuning): with batch
