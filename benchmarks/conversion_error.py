@@ -13,8 +13,8 @@ layer and the quantiser it replaced (the same module name):
   time-mean of the neuron's *own* input, and the mean size of that difference in levels: what the order
   in which the input arrived over the T steps cost, earlier layers' errors excluded (a constant input
   is encoded exactly);
-- ``saturated``: the share of elements at the largest count (+-T), where a late input cannot be caught
-  up with one spike per step.
+- ``saturated``: the share of elements at the largest count (+-T, or +-L with slack steps), where a
+  late input cannot be caught up with one spike per step (unless slack steps leave room).
 """
 
 from __future__ import annotations
@@ -59,21 +59,22 @@ def record(model: torch.nn.Module, kind: type, x: torch.Tensor, t: torch.Tensor)
 def layer_errors(snn: torch.nn.Module, qann: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> list[dict]:
     """The rows of the module docstring, one per signed-IF layer of ``snn``, in the order they first ran."""
     T = snn.spike_steps
+    L = snn.count_levels  # T, or fewer with slack steps (the threshold is then alpha * T / L)
     spiking, quantised = record(snn, SignedIFNeuron, x, t), record(qann, QuantReLU, x, t)
     neurons = dict(snn.named_modules())
     rows = []
     for name, rec in spiking.items():
         neuron = neurons[name]
-        alpha = float(neuron.alpha)
+        alpha = float(neuron.alpha) * L / T  # the quantiser's clip
         count = rec["output"]
-        level = (rec["input"] / T / alpha).clamp(-1.0 if neuron.symmetric else 0.0, 1.0).mul(T).round()
+        level = (rec["input"] / T / alpha).clamp(-1.0 if neuron.symmetric else 0.0, 1.0).mul(L).round()
         ann = quantised[name]["output"]
         off = (count - level).abs()
         rows.append({
             "layer": name, "symmetric": neuron.symmetric,
-            "drift": float((alpha * count / T - ann).norm() / ann.norm().clamp_min(1e-12)),
+            "drift": float((alpha * count / L - ann).norm() / ann.norm().clamp_min(1e-12)),
             "encoding_wrong_share": float((off > 0).double().mean()), "encoding_levels_off": float(off.mean()),
-            "saturated": float((count.abs() == T).double().mean()),
+            "saturated": float((count.abs() == L).double().mean()),
         })
     return rows
 
