@@ -63,6 +63,20 @@ def test_paper_presets_have_the_reference_parameter_counts():
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count, name
 
 
+def test_cpu_lever_preset_is_the_small_preset_with_the_levers_and_only_them():
+    from dataclasses import asdict
+
+    small, cpu = spikediff.get_preset("fmnist-sdit-small"), spikediff.get_preset("fmnist-sdit-cpu-small")
+    differs = {f"{part}.{k}" for part in ("model", "diffusion", "train", "data")
+               for k, v in asdict(getattr(cpu, part)).items() if asdict(getattr(small, part))[k] != v}
+    assert differs == {"model.zero_gate", "model.condition_every_block", "model.two_way_scan",
+                       "diffusion.min_snr_gamma", "train.ema_decay", "train.ema_warmup"}
+    twin = spikediff.get_preset("fmnist-sdit-cpu-ann-small")
+    assert replace(twin.model, arch="sdit") == cpu.model and twin.train == cpu.train
+    counts = [sum(p.numel() for p in spikediff.build(c).parameters() if p.requires_grad) for c in (cpu, twin)]
+    assert counts[0] == counts[1]
+
+
 def test_learned_variance_head_has_the_reference_count_and_twice_the_channels():
     config = replace(spikediff.get_preset("sdit-fmnist").model, learn_sigma=True)
     model = build_model(config)
