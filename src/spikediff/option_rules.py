@@ -71,8 +71,8 @@ ALWAYS_USED: dict[str, set[str]] = {
     "bench": {"what", "preset", "batch", "set", "precision", "compile", "remeasure", "repeats", "warmup", "json"},
     "convert sddpm": {"input", "out_dir", "spike_steps", "image_size", "preset", "key", "overwrite"},
     "convert sdm": {"input", "out_dir", "image_size", "preset", "key", "overwrite"},
-    "ann2snn": {"qann_dir", "out_dir", "spike_steps", "finetune", "ema", "data_dir", "device", "seed", "overwrite",
-                "no_progress"},
+    "ann2snn": {"qann_dir", "out_dir", "spike_steps", "slack_steps", "finetune", "ema", "data_dir", "device", "seed",
+                "overwrite", "no_progress"},
 }
 
 
