@@ -63,11 +63,13 @@ def layer_errors(snn: torch.nn.Module, qann: torch.nn.Module, x: torch.Tensor, t
     spiking, quantised = record(snn, SignedIFNeuron, x, t), record(qann, QuantReLU, x, t)
     neurons = dict(snn.named_modules())
     rows = []
+    quantisers = dict(qann.named_modules())
     for name, rec in spiking.items():
-        neuron = neurons[name]
-        alpha = float(neuron.alpha) * L / T  # the quantiser's clip
+        neuron, quantiser = neurons[name], quantisers[name]
+        alpha = float(quantiser.alpha.detach())  # the clip; the neuron's threshold is alpha * T / L
         count = rec["output"]
-        level = (rec["input"] / T / alpha).clamp(-1.0 if neuron.symmetric else 0.0, 1.0).mul(L).round()
+        with torch.no_grad():  # the ANN's own quantiser, on the time-mean of the neuron's input, in levels
+            level = (quantiser(rec["input"] / T) / alpha * L).round()
         ann = quantised[name]["output"]
         off = (count - level).abs()
         rows.append({

@@ -52,14 +52,21 @@ def signed_if_sequence(x_seq: torch.Tensor, v_threshold: float | torch.Tensor, s
     eager code, so that a compiled caller does not break its graph on ``Tensor.item()`` too.
     """
     v_threshold = float(v_threshold)
-    v = x_seq[0].to(torch.promote_types(x_seq.dtype, torch.float32)) + 0.5 * v_threshold
-    count = None if symmetric and max_count is None else torch.zeros_like(v)
+    v, count = _start(x_seq[0], v_threshold, symmetric, max_count)
     out = torch.empty_like(x_seq)
     for t in range(len(x_seq)):
         if t:
             v.add_(x_seq[t])
         _fire(v, count, out[t], t == 0, v_threshold, symmetric, max_count)
     return out
+
+
+def _start(x: torch.Tensor, v_threshold: float, symmetric: bool, max_count: int | None
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The membrane after the first step's input (from half the threshold, in at least fp32) and the
+    running count (None where the rule needs none: an uncapped symmetric neuron)."""
+    v = x.to(torch.promote_types(x.dtype, torch.float32)) + 0.5 * v_threshold
+    return v, None if symmetric and max_count is None else torch.zeros_like(v)
 
 
 def _fire(v: torch.Tensor, count: torch.Tensor | None, out: torch.Tensor, first: bool, v_threshold: float,
@@ -101,8 +108,7 @@ def signed_if_step(x: torch.Tensor, state: dict, v_threshold: float | torch.Tens
     v_threshold = float(v_threshold)
     first = "v" not in state
     if first:
-        state["v"] = x.to(torch.promote_types(x.dtype, torch.float32)) + 0.5 * v_threshold
-        state["count"] = None if symmetric and max_count is None else torch.zeros_like(state["v"])
+        state["v"], state["count"] = _start(x, v_threshold, symmetric, max_count)
     else:
         state["v"].add_(x)
     out = torch.empty_like(x)
