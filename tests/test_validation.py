@@ -47,6 +47,8 @@ IGNORED = {
     **{("ann2snn", name): ["ann2snn", "q", "s", flag, "2"]
        for name, flag in (("finetune_steps", "--finetune-steps"), ("lr", "--lr"), ("batch_size", "--batch-size"),
                           ("num_images", "--num-images"))},
+    ("ann2snn", "slack_steps"): ["ann2snn", "q", "s", "--coding", "phase", "--slack-steps", "1"],
+    ("ann2snn", "finetune"): ["ann2snn", "q", "s", "--coding", "count", "--finetune"],
 }
 
 

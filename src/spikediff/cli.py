@@ -20,6 +20,7 @@ from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.ranges import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED
 from spikediff.snn import spiking_neurons
+from spikediff.snn.count_coded import SPIKE_CODINGS
 from spikediff.train.distributed import default_device, device_problem, init_distributed, shutdown
 
 
@@ -349,8 +350,9 @@ def cmd_ann2snn(args: argparse.Namespace) -> None:
         summary = ann2snn(args.qann_dir, args.out_dir, args.spike_steps, args.finetune, args.finetune_steps, args.lr,
                           args.batch_size, args.num_images, args.data_dir, args.ema, args.overwrite,
                           args.device or default_device(), args.seed, on_step=bar.update,
-                          slack_steps=args.slack_steps)
-    print(f"converted {args.qann_dir} ({summary['quant_bits']}-bit) -> {args.out_dir}: T={summary['spike_steps']}, "
+                          slack_steps=args.slack_steps, coding=args.coding)
+    print(f"converted {args.qann_dir} ({summary['quant_bits']}-bit) -> {args.out_dir}: {args.coding} neurons, "
+          f"T={summary['spike_steps']}, "
           f"output MSE vs the quantised ANN {summary['output_mse_vs_qann']:.5f}"
           + (f", after fine-tuning {summary['output_mse_after_finetune']:.5f}" if args.finetune else ""))
 
@@ -534,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slack-steps", type=NON_NEGATIVE_INT, default=0,
                    help="steps beyond the 2^bits - 1 levels, counts capped at the levels: a neuron at the top "
                    "level may then miss that many spikes while its input arrives")
+    p.add_argument("--coding", choices=SPIKE_CODINGS, default="signed-if",
+                   help="the neurons: signed-if (SDM's, fire as the input arrives; T = 2^bits - 1 + slack), "
+                   "count (integrate-then-fire, the levels exactly as spike counts over T = 2^bits - 1) or phase "
+                   "(integrate-then-fire, the levels' binary digits over T = bits steps)")
     p.add_argument("--finetune", action="store_true", help="block-wise fine-tuning against the ANN (MSE)")
     p.add_argument("--finetune-steps", type=COUNT, default=100, help="steps per residual block")
     p.add_argument("--lr", type=POSITIVE, default=1e-3, help="fine-tuning learning rate (Adam)")

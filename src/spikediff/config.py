@@ -114,6 +114,11 @@ class ModelConfig:
     # still counts the quantiser's level, while a neuron at the top level has slack_steps steps in which it
     # may miss a spike (its input arrived late) and still reach it
     slack_steps: int = 0
+    # converted_snn: the neuron that replaces each quantiser. "signed-if": SDM's signed IF, firing while its
+    # input arrives (T = levels + slack_steps). "count" / "phase": integrate-then-fire, sending the quantiser's
+    # level of its whole input exactly, as that many spikes over T = levels steps ("count") or as the level's
+    # binary digits over T = quant_bits steps ("phase", a spike on step t worth 2^(bits-1-t) levels)
+    spike_coding: str = "signed-if"
     codebook_size: int = 128  # vq_svae, spiking_diffusion: K codes (Spiking-Diffusion)
     latent_ch: int = 16  # vq_svae, spiking_diffusion: width of a code vector
     neuron: NeuronConfig = field(default_factory=NeuronConfig)

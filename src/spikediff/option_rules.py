@@ -53,6 +53,9 @@ RULES: list[Rule] = [
     Rule("bench", "fold_bn", lambda a, c: a.what == "sample", "bench sample"),
     *[Rule("ann2snn", name, lambda a, c: a.finetune, "--finetune")
       for name in ("finetune_steps", "lr", "batch_size", "num_images")],
+    *[Rule("ann2snn", name, lambda a, c: a.coding == "signed-if",
+           "--coding signed-if (the integrate-then-fire codings convert exactly, in their own T)")
+      for name in ("slack_steps", "finetune")],
 ]
 
 # Options every mode of their command uses (positionals, outputs, devices, progress bars ...).
@@ -71,7 +74,7 @@ ALWAYS_USED: dict[str, set[str]] = {
     "bench": {"what", "preset", "batch", "set", "precision", "compile", "remeasure", "repeats", "warmup", "json"},
     "convert sddpm": {"input", "out_dir", "spike_steps", "image_size", "preset", "key", "overwrite"},
     "convert sdm": {"input", "out_dir", "image_size", "preset", "key", "overwrite"},
-    "ann2snn": {"qann_dir", "out_dir", "spike_steps", "slack_steps", "finetune", "ema", "data_dir", "device", "seed",
+    "ann2snn": {"qann_dir", "out_dir", "spike_steps", "coding", "ema", "data_dir", "device", "seed",
                 "overwrite", "no_progress"},
 }
 

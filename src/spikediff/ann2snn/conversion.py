@@ -5,6 +5,10 @@ threshold ``alpha`` whose spikes (-1, 0, +1) count, over T = L steps, the same `
 for a constant input. The factor ``alpha`` (and the ``1 / T`` of the rate) moves into the layer that
 consumes the neuron's output: its weight is multiplied by ``alpha`` and the network averages its output
 over T, so the SNN computes ``W (alpha * count / T) + b`` where the ANN computed ``W q(x) + b``.
+
+``coding`` picks the neuron (``model.spike_coding``): SDM's signed IF fires while its input arrives,
+so its counts drift from the levels where inputs arrive unevenly; the integrate-then-fire codes
+(``count``: T = L, ``phase``: T = b) send the levels exactly (``spikediff.snn.count_coded``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import nn
 from spikediff.config import Config
 from spikediff.models.ann_unet import Downsample, ResBlock, UNet, Upsample
 from spikediff.models.quant_unet import ConvertedSNN, QuantReLU, QuantUNet
+from spikediff.snn.count_coded import SPIKE_CODINGS, coding_steps
 
 
 def activation_consumers(model: UNet) -> list[tuple[str, str]]:
@@ -38,26 +43,37 @@ def default_spike_steps(quant_bits: int) -> int:
     return 2**quant_bits - 1
 
 
-def convert(qann: nn.Module, config: Config, spike_steps: int | None = None, slack_steps: int = 0
-            ) -> tuple[ConvertedSNN, Config]:
+def convert(qann: nn.Module, config: Config, spike_steps: int | None = None, slack_steps: int = 0,
+            coding: str = "signed-if") -> tuple[ConvertedSNN, Config]:
     """The SNN of a trained quantised ANN (``arch="qann_unet"``), and its config, ready to save.
 
     ``slack_steps`` S runs T = L + S steps for the L = 2^b - 1 levels (``spike_steps`` defaults to that):
     each neuron's threshold is ``alpha * T / L`` and its count capped at L, so that a constant input counts
     the quantiser's level and the next layer (whose weight takes the threshold) sees ``alpha * count / L``
-    as in the ANN; the S extra steps let a neuron at the top level miss spikes while its input arrives."""
+    as in the ANN; the S extra steps let a neuron at the top level miss spikes while its input arrives.
+    The integrate-then-fire codings run their own T and need no slack."""
     if not isinstance(qann, QuantUNet):
         raise ValueError(f"ann2snn converts a quantised ANN (arch 'qann_unet', e.g. preset fmnist-qann-small); "
                          f"this checkpoint is {config.model.arch!r}")
+    if coding not in SPIKE_CODINGS:
+        raise ValueError(f"unknown spike coding {coding!r}; expected one of {SPIKE_CODINGS}")
     levels = default_spike_steps(config.model.quant_bits)
+    if coding != "signed-if":
+        own = coding_steps(coding, levels)
+        if slack_steps or (spike_steps and spike_steps != own):
+            raise ValueError(f"the {coding!r} code sends {config.model.quant_bits}-bit levels exactly in T = {own} "
+                             f"steps: it takes neither another T nor slack steps")
+        spike_steps = own
     steps = spike_steps or levels + slack_steps
     if steps < 1:
         raise ValueError(f"spike_steps must be >= 1, got {steps}")
     if slack_steps and steps != levels + slack_steps:
         raise ValueError(f"with slack_steps={slack_steps}, T is the {levels} levels of {config.model.quant_bits}-bit "
                          f"quantisers plus the slack: {levels + slack_steps}, not {steps}")
-    snn_config = replace(config, name=f"{config.name}-snn-t{steps}" + (f"-slack{slack_steps}" if slack_steps else ""),
-                         model=replace(config.model, arch="converted_snn", spike_steps=steps, slack_steps=slack_steps))
+    suffix = (f"-slack{slack_steps}" if slack_steps else "") + ("" if coding == "signed-if" else f"-{coding}")
+    snn_config = replace(config, name=f"{config.name}-snn-t{steps}{suffix}",
+                         model=replace(config.model, arch="converted_snn", spike_steps=steps, slack_steps=slack_steps,
+                                       spike_coding=coding))
     scale = steps / levels if slack_steps else 1.0
     modules = dict(qann.named_modules())
     state = {k: v.detach().clone() for k, v in qann.state_dict().items()}

@@ -43,17 +43,23 @@ def ann2snn(
     seed: int = 0,
     on_step: Callable[[], None] | None = None,
     slack_steps: int = 0,
+    coding: str = "signed-if",
 ) -> dict:
     """Convert (and fine-tune on ``num_images`` training images) the quantised ANN in ``qann_dir``,
     save the SNN as an ordinary checkpoint in ``out_dir`` and return the conversion summary.
-    ``use_ema``: as :func:`spikediff.checkpoint.load` (None: the EMA weights where the run kept them)."""
+    ``use_ema``: as :func:`spikediff.checkpoint.load` (None: the EMA weights where the run kept them).
+    ``coding``: the neuron (``model.spike_coding``); an integrate-then-fire coding converts exactly, so
+    there is nothing to fine-tune."""
+    if finetune and coding != "signed-if":
+        raise ValueError(f"the {coding!r} code sends the quantised ANN's levels exactly: nothing to fine-tune "
+                         "(--finetune tunes the signed IF neurons' SNN)")
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
     config = checkpoint.load_config(qann_dir)
     use_ema = checkpoint.uses_ema(qann_dir, use_ema)
     qann = checkpoint.load(qann_dir, map_location=device, use_ema=use_ema)
-    snn, snn_config = convert(qann, config, spike_steps, slack_steps)
+    snn, snn_config = convert(qann, config, spike_steps, slack_steps, coding)
     schedule = NoiseSchedule.from_config(config.diffusion)
     dataset = load_dataset(config.data, config.model.image_size, "train", data_dir)
     pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
@@ -61,7 +67,7 @@ def ann2snn(
     x, t = noisy_probe(images, schedule)
     x, t = x.to(device), t.to(device)
     summary = {"qann": str(qann_dir), "ema": use_ema, "quant_bits": config.model.quant_bits,
-               "spike_steps": snn.spike_steps, "slack_steps": slack_steps,
+               "spike_steps": snn.spike_steps, "slack_steps": slack_steps, "spike_coding": coding,
                "output_mse_vs_qann": output_error(snn, qann, x, t),
                "probe": f"{len(x)} {config.data.dataset} training images noised to t in [0, {schedule.num_steps - 1}]"}
     if finetune:

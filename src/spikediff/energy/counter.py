@@ -17,7 +17,9 @@ also gets the counts that the fair baselines of ``spikediff.energy.baselines`` n
   nothing) and on all ones (its ``Dense``: padding taps excluded, sparsity not exploited);
 - the spiking steps it ran over (T, or 1 for a layer that runs once per evaluation);
 - for spike inputs, the set bits of each input's spike count over T (:attr:`OpCounter.count_bits`):
-  the work of the same network with ceil(log2(T+1))-bit activations computed bit-serially.
+  the work of the same network with ceil(log2(T+1))-bit activations computed bit-serially. A network
+  whose spikes are worth different levels on different steps (phase coding: ``spike_step_weights``)
+  has its counts weighted so.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class OpCounter:
         self._handles: list = []
         self._dense: dict[tuple, float] = {}  # NeuroBench's Dense depends only on the layer and the input's shape
         self._counts: dict[str, torch.Tensor] = {}  # spike counts per input element, summed over steps
+        self._step_weights = getattr(model, "spike_step_weights", None)  # levels a spike is worth, per step
         self._fan_out: dict[str, float] = {}
 
     def _hook(self, name: str):
@@ -146,7 +149,10 @@ class OpCounter:
                 self._dense[key] = neurobench_ops(module, x, dense=True)
             rec.neurobench_dense += self._dense[key]
             if nonzero == ones:  # spikes: add them up per input element over the steps (in this call or over calls)
-                counts = x.reshape(steps, -1).sum(0, dtype=torch.float32)
+                per_step = x.reshape(steps, -1).float()
+                if self._step_weights is not None and steps == len(self._step_weights) > 1:
+                    per_step = per_step * self._step_weights.to(per_step.device).view(steps, 1)
+                counts = per_step.sum(0)
                 running = self._counts.get(name)
                 self._counts[name] = counts if running is None or running.shape != counts.shape else running + counts
                 self._fan_out[name] = macs / x.numel()

@@ -164,13 +164,24 @@ def measure_spiking_diffusion_energy(
 @torch.no_grad()
 def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model: EnergyModel,
                  name: str, all_macs: bool = False) -> EnergyReport:
-    """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts."""
+    """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts.
+
+    A network that can skip simulating its spikes (a converted SNN of integrate-then-fire neurons, whose
+    one-pass shortcut computes the same outputs from levels) simulates them here: the counts are of the
+    spikes it sends."""
     per_t, neurons_per_t, bits_per_t = {}, {}, {}
     spike_steps = 1 if all_macs else getattr(model, "spike_steps", 1)
-    for t in ts:
-        with OpCounter(model, batch, spike_steps) as counter:
-            run(t)
-        per_t[t], neurons_per_t[t], bits_per_t[t] = counter.layers, counter.neurons, counter.count_bits
+    simulates = getattr(model, "simulate_spikes", None)
+    try:
+        if simulates is not None:
+            model.simulate_spikes = True
+        for t in ts:
+            with OpCounter(model, batch, spike_steps) as counter:
+                run(t)
+            per_t[t], neurons_per_t[t], bits_per_t[t] = counter.layers, counter.neurons, counter.count_bits
+    finally:
+        if simulates is not None:
+            model.simulate_spikes = simulates
     levels = None if all_macs else getattr(model, "count_levels", None)
     report = EnergyReport(name, energy_model, list(ts), batch, spike_steps=spike_steps,
                           count_levels=levels if levels != spike_steps else None)

@@ -28,12 +28,13 @@ from torch.autograd.function import FunctionCtx
 from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
 from spikediff.models.layers import add_class
+from spikediff.snn.count_coded import SPIKE_CODINGS, CountCodedNeuron, coding_steps, quantised_level, step_weights
 from spikediff.snn.signed_if import SignedIFNeuron
 
 
 def _levels_of(ratio: torch.Tensor, alpha: torch.Tensor, levels: int, low: float = 0.0) -> torch.Tensor:
     """``alpha * round(clamp(ratio, low, 1) * levels) / levels``, computed in ``ratio``'s own storage."""
-    return ratio.clamp_(low, 1.0).mul_(levels).round_().mul_(alpha / levels)
+    return quantised_level(ratio, levels, low).mul_(alpha / levels)
 
 
 class _QuantiseWithStraightThrough(torch.autograd.Function):
@@ -125,23 +126,45 @@ class QuantUNet(UNet):
 
 class ConvertedSNN(UNet):
     """The converted SNN: the input and the diffusion step repeated over ``config.spike_steps``, every
-    layer run on the folded ``[T*B, ...]`` tensor, signed IF neurons, output averaged over T; with
-    ``config.slack_steps``, every neuron's count capped at ``spike_steps - slack_steps`` levels."""
+    layer run on the folded ``[T*B, ...]`` tensor, spiking neurons in place of the quantisers, output
+    averaged over T (weighted by what a spike on each step is worth).
+
+    ``config.spike_coding`` picks the neuron: ``"signed-if"`` (SDM's signed IF, firing as its input
+    arrives; with ``config.slack_steps``, every count capped at ``spike_steps - slack_steps`` levels) or
+    the integrate-then-fire codes ``"count"`` / ``"phase"`` of :mod:`spikediff.snn.count_coded`, which
+    send the quantised ANN's levels exactly."""
 
     run_stepwise = True  # without gradients, simulate the spiking steps one after another (see forward)
+    simulate_spikes = False  # integrate-then-fire codes: run the T-step simulation even where the shortcut is exact
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         _check_config(config)
-        if not 0 <= config.slack_steps < config.spike_steps:
-            raise ValueError(f"model.slack_steps ({config.slack_steps}) must be below model.spike_steps "
-                             f"({config.spike_steps}): the neurons need at least one level")
+        self.spike_coding = config.spike_coding
+        if self.spike_coding not in SPIKE_CODINGS:
+            raise ValueError(f"model.spike_coding must be one of {SPIKE_CODINGS}, got {self.spike_coding!r}")
+        levels = 2**config.quant_bits - 1
+        if self.spike_coding != "signed-if":
+            steps = coding_steps(self.spike_coding, levels)
+            if config.spike_steps != steps or config.slack_steps:
+                raise ValueError(f"the {self.spike_coding!r} code of {config.quant_bits}-bit levels runs "
+                                 f"model.spike_steps={steps} and no slack steps (got {config.spike_steps}, "
+                                 f"{config.slack_steps})")
+            self.count_levels = levels
+            act, residual = (lambda: CountCodedNeuron(levels, self.spike_coding),
+                             lambda s: CountCodedNeuron(levels, self.spike_coding, symmetric=s))
+        else:
+            if not 0 <= config.slack_steps < config.spike_steps:
+                raise ValueError(f"model.slack_steps ({config.slack_steps}) must be below model.spike_steps "
+                                 f"({config.spike_steps}): the neurons need at least one level")
+            self.count_levels = levels = config.spike_steps - config.slack_steps  # the largest count a neuron sends
+            act, residual = (lambda: SignedIFNeuron(config.spike_steps, max_count=levels),
+                             lambda s: SignedIFNeuron(config.spike_steps, symmetric=s, max_count=levels))
         self.spike_steps = config.spike_steps
-        self.count_levels = config.spike_steps - config.slack_steps  # the largest spike count a neuron sends
-        levels = self.count_levels
-        super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d,
-                         act=lambda: SignedIFNeuron(config.spike_steps, max_count=levels), middle_attn=False,
-                         residual_act=_residual(config, lambda s: SignedIFNeuron(config.spike_steps, symmetric=s,
-                                                                                 max_count=levels)))
+        super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d, act=act, middle_attn=False,
+                         residual_act=_residual(config, residual))
+        coding = "count" if self.spike_coding == "signed-if" else self.spike_coding
+        self.register_buffer("spike_step_weights", step_weights(coding, self.count_levels)
+                             if coding == "phase" else torch.ones(self.spike_steps), persistent=False)
 
     def train(self, mode: bool = True) -> ConvertedSNN:
         """BatchNorm stays at its running statistics even in training (fine-tuning): with batch
@@ -158,21 +181,30 @@ class ConvertedSNN(UNet):
         whose input is the sinusoid of t. The output convolution still runs on every step's spikes (it
         is 0.1% of a small U-Net's operations).
 
-        Without gradients (sampling, energy) the T steps run one after another, each through the whole
-        network on ``[B, ...]``, the neurons keeping their membranes between steps: every layer between
-        two neurons works on one step at a time, so this is the folded computation reordered, at the
-        memory footprint of one ANN evaluation instead of T. With gradients (block-wise fine-tuning) the
-        network runs folded, ``[T*B, ...]``, which autograd needs; so does a network whose
-        ``run_stepwise`` is off (block-wise fine-tuning reads a block's folded inputs)."""
+        Integrate-then-fire codes without gradients run one pass on the levels (:meth:`_on_levels`),
+        the T-step simulation's exact equal, unless ``simulate_spikes`` asks for the spikes (the
+        energy counter does). Otherwise, without gradients (sampling, energy) the signed IF network's
+        T steps run one after another, each through the whole network on ``[B, ...]``, the neurons
+        keeping their membranes between steps: every layer between two neurons works on one step at a
+        time, so this is the folded computation reordered, at the memory footprint of one ANN
+        evaluation instead of T. With gradients (block-wise fine-tuning) the network runs folded,
+        ``[T*B, ...]``, which autograd needs; so does a network whose ``run_stepwise`` is off
+        (block-wise fine-tuning reads a block's folded inputs), and an integrate-then-fire network
+        simulated (its neurons wait for their whole input)."""
         T = self.spike_steps
         embedding = self.time_embedding
         first = embedding.linear1(F.embedding(t, embedding.table))
         stem = self.stem(x)
-        if torch.is_grad_enabled() or not self.run_stepwise:
+        exact = self.spike_coding != "signed-if"
+        if exact and not torch.is_grad_enabled() and not self.simulate_spikes:
+            return self._on_levels(stem, first, y)
+        if torch.is_grad_enabled() or not self.run_stepwise or exact:
             temb = embedding.linear2(embedding.act(first.repeat(T, 1)))
             temb = add_class(temb, self.class_embedding, None if y is None else y.repeat(T))
             out = self.body(stem.repeat(T, 1, 1, 1), temb)
-            return out.view(T, x.shape[0], *out.shape[1:]).mean(0)
+            out = out.view(T, x.shape[0], *out.shape[1:])
+            w = self.spike_step_weights.to(out.dtype).view(T, *[1] * (out.dim() - 1))
+            return (out * w).sum(0) / float(self.count_levels) if exact else out.mean(0)
         neurons = [m for m in self.modules() if isinstance(m, SignedIFNeuron)]
         for neuron in neurons:
             neuron.state = {}
@@ -185,3 +217,19 @@ class ConvertedSNN(UNet):
             for neuron in neurons:
                 neuron.state = None
         return (total / T).to(out.dtype)
+
+    def _on_levels(self, stem: torch.Tensor, first: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The integrate-then-fire network in one pass: every neuron takes the time-mean of its input
+        and returns the mean of its spikes (``level / L``). Every layer between two neurons is affine
+        with the same map on every step, so the time-means pass through them unchanged and this is the
+        T-step simulation's output, up to float summation order (``tests/test_ann2snn.py``), at the
+        cost of one quantised-ANN evaluation."""
+        neurons = [m for m in self.modules() if isinstance(m, CountCodedNeuron)]
+        for neuron in neurons:
+            neuron.on_levels = True
+        try:
+            embedding = self.time_embedding
+            return self.body(stem, add_class(embedding.linear2(embedding.act(first)), self.class_embedding, y))
+        finally:
+            for neuron in neurons:
+                neuron.on_levels = False
