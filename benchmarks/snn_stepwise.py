@@ -1,6 +1,8 @@
 """One network evaluation of a converted SNN run folded (``[T*B, ...]``, every layer on all T spiking
 steps at once) against step by step (each step through the whole network on ``[B, ...]``, membranes
 kept: how it samples), beside its quantised ANN and the ANN twin; eager, fp32 and bf16 autocast.
+The integrate-then-fire SNNs (``ann2snn --coding count|phase``) are timed as they sample (one pass on
+the levels) and as the energy counter runs them (their T spiking steps simulated, folded).
 
     python benchmarks/snn_stepwise.py [--preset fmnist-qann-signed-small] [--twin fmnist-ann-small]
         [--batch 100] [--repeats 5] [--out benchmarks/results/snn_stepwise.json]
@@ -63,8 +65,10 @@ def main() -> None:
     config = spikediff.get_preset(args.preset)
     qann = trained_like(spikediff.build(config))
     snn, _ = convert(qann, config)
+    exact = {coding: convert(qann, config, coding=coding)[0] for coding in ("count", "phase")}
     twin = spikediff.build(args.twin).eval()
-    for p in [*snn.parameters(), *qann.parameters(), *twin.parameters()]:
+    for p in [*snn.parameters(), *qann.parameters(), *twin.parameters(),
+              *(p for m in exact.values() for p in m.parameters())]:
         p.requires_grad_(False)  # with gradients enabled below, nothing records a graph
     x = torch.randn(args.batch, config.model.img_ch, config.model.image_size, config.model.image_size)
     t = torch.full((args.batch,), 500, dtype=torch.long)
@@ -78,6 +82,16 @@ def main() -> None:
                     return model(x, t)
             return call
 
+        def simulated(model, autocast=autocast):
+            def call():
+                model.simulate_spikes = True
+                try:
+                    with autocast, torch.no_grad():
+                        return model(x, t)
+                finally:
+                    model.simulate_spikes = False
+            return call
+
         stepwise_out, folded_out = run(snn)().float(), run(snn, folded=True)().float()
         difference = float((stepwise_out - folded_out).norm() / folded_out.norm())
         row = {"precision": precision, "batch": args.batch, "spike_steps": snn.spike_steps,
@@ -85,8 +99,15 @@ def main() -> None:
                    "snn step by step": timed(run(snn), args.repeats),
                    "snn folded": timed(run(snn, folded=True), args.repeats),
                    "its quantised ANN": timed(run(qann), args.repeats),
+                   **{f"snn {c} code, one pass (how it samples)": timed(run(m), args.repeats)
+                      for c, m in exact.items()},
+                   **{f"snn {c} code, T={m.spike_steps} simulated (energy)": timed(simulated(m), args.repeats)
+                      for c, m in exact.items()},
                    f"ANN twin ({args.twin})": timed(run(twin), args.repeats)},
-               "stepwise_vs_folded_relative_l2": difference}
+               "stepwise_vs_folded_relative_l2": difference,
+               "one_pass_vs_simulated_relative_l2": {
+                   c: float((run(m)().float() - simulated(m)().float()).norm() / simulated(m)().float().norm())
+                   for c, m in exact.items()}}
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -173,3 +173,25 @@ def test_quickstart_runs_the_marked_readme_command_as_ci_shrinks_it(monkeypatch)
             "[0-9]*", old.split()[1])
     with pytest.raises(ValueError, match="unexpected part"):
         quickstart.stages("bash scripts/setup.sh && rm -rf /")
+
+
+def test_fid_energy_plane_draws_the_front_of_measured_models(tmp_path, monkeypatch, capsys):
+    """Three models from their metrics and energy files: the one beaten on both FID and energy is off the front,
+    and one whose samples miss a class is not on it however good its figures."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    specs = []
+    for label, fid, mj, smallest in (("twin", 200.0, 17.0, 0.07), ("snn", 180.0, 3.0, 0.06),
+                                     ("worse", 250.0, 20.0, 0.06), ("no-bags", 50.0, 1.0, 0.0)):
+        metrics, energy = tmp_path / f"{label}-metrics.json", tmp_path / f"{label}-energy.json"
+        metrics.write_text(json.dumps({
+            "scores": {"FID (fmnist-classifier)": fid, "recall (fmnist-classifier, k=3)": 0.6},
+            "protocol": {"num_samples": 2000, "sampling": {"steps": 20}},
+            "classes": {"smallest": "bag", "smallest_share": smallest}}))
+        totals = {"totals_per_evaluation": {"energy_mj": mj}}
+        energy.write_text(json.dumps({"energy_per_image_mj": mj, "report": totals}))
+        specs.append(f"{label}={metrics}:{energy}")
+    out = tmp_path / "plane.png"
+    monkeypatch.setattr("sys.argv", ["fid_energy_plane.py", *specs, "--out", str(out)])
+    runpy.run_path(str(BENCHMARKS / "fid_energy_plane.py"), run_name="__main__")
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["front"] == ["snn"]
+    assert "snn" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import spikediff
 from spikediff.ann2snn import convert
 from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule
+from spikediff.energy.baselines import verdicts
 from spikediff.energy.report import measure_energy
 from spikediff.models.quant_unet import QuantReLU
 from spikediff.snn import SignedIFNeuron, signed_if_sequence, threshold_scale
@@ -111,10 +112,13 @@ def test_energy_counts_the_spikes_sent_against_hand_counts(fmnist_batch, coding)
     assert tail.input == "spikes" and tail.acs == pytest.approx(spikes * 9 / len(x), rel=1e-6)
     quantised = report.conventions()["quantised_ann"]
     assert quantised["bits"] == 3
+    outcome = {(v["against"], v["convention"]): v["outcome"] for v in verdicts(report, None)}
     if coding == "phase":
         assert report.energy_mj == pytest.approx(quantised["energy_mj_bit_serial"], rel=1e-9)
+        assert outcome["itself as a 3-bit ANN", "bit-serial"] == "ties"
     else:
         assert report.energy_mj > quantised["energy_mj_bit_serial"]
+        assert outcome["itself as a 3-bit ANN", "bit-serial"] == "loses"
 
 
 def test_threshold_guidance_reaches_integrate_then_fire_neurons(fmnist_batch):

@@ -252,7 +252,7 @@ def cmd_energy(args: argparse.Namespace) -> None:
         print(f"  {convention:<14} {value} per evaluation: {row['charges']}")
     for v in run.to_dict().get("verdicts", []):
         print(f"  against {v['against']}, {v['convention']}: {v['snn_mj']:.4f} vs {v['other_mj']:.4f} mJ = "
-              f"{v['ratio']:.2f}x, the SNN {'wins' if v['snn_wins'] else 'loses'}")
+              f"{v['ratio']:.2f}x, the SNN {v['outcome']}")
     print(f"wrote {save_run(run, out)}, energy_by_layer.png, firing_rates.png")
 
 

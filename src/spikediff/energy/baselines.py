@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from spikediff.energy.report import EnergyReport
 
+# A ratio this close to 1 is a tie: a phase-coded SNN costs exactly its bit-serial quantised ANN (its spikes
+# are that network's set bits), up to the float sums of the two counts
+TIE = 1e-6
 SRAM_PJ_PER_BIT = 10.0 / 64  # Horowitz 2014, 45 nm: 8 KB SRAM, 10 pJ per 64-bit access
 WORD_BITS = 32
 
@@ -107,8 +110,9 @@ def verdicts(snn: EnergyReport, ann: EnergyReport | None) -> list[dict]:
 
     def add(against: str, convention: str, snn_mj: float, other_mj: float) -> None:
         ratio = snn_mj / other_mj if other_mj else float("inf")
+        outcome = "ties" if abs(ratio - 1) < TIE else "wins" if ratio < 1 else "loses"
         rows.append({"against": against, "convention": convention, "snn_mj": snn_mj, "other_mj": other_mj,
-                     "ratio": ratio, "snn_wins": ratio < 1})
+                     "ratio": ratio, "snn_wins": outcome == "wins", "outcome": outcome})
 
     if ann is not None:
         theirs = ann.conventions()
