@@ -31,8 +31,12 @@ def row(spec: str) -> dict:
     label, paths = spec.split("=", 1)
     metrics_path, energy_path = paths.split(":", 1)
     metrics, energy = json.loads(Path(metrics_path).read_text()), json.loads(Path(energy_path).read_text())
+    steps = metrics["protocol"].get("sampling", {}).get("steps")
+    if energy["sampling_steps"] != steps:
+        raise ValueError(f"{label}: its samples took {steps} evaluations, its energy per image is for "
+                         f"{energy['sampling_steps']}: rerun spikediff energy with --steps {steps}")
     return {"row": label, **metrics["scores"], "num_samples": metrics["protocol"]["num_samples"],
-            "steps": metrics["protocol"].get("sampling", {}).get("steps"), "classes": metrics["classes"],
+            "steps": steps, "classes": metrics["classes"],
             "energy_per_image_mj": energy["energy_per_image_mj"],
             "energy_per_evaluation_mj": energy["report"]["totals_per_evaluation"]["energy_mj"],
             "metrics": metrics_path, "energy": energy_path}

@@ -377,11 +377,16 @@ def test_threshold_guidance_reaches_the_signed_neurons():
     assert float(snn.tail_act.alpha) == 2.0
 
 
+def two_training_steps(data_dir) -> list[str]:
+    """``spikediff train`` options for a tiny quantised ANN trained for two steps on ``data_dir``."""
+    return ["--set", "model.ch_mult=1,2", "--set", "train.batch_size=4", "--set", "train.total_steps=2",
+            "--set", "train.sample_every=0", "--set", "train.precision=fp32", "--data-dir", str(data_dir),
+            "--no-progress"]
+
+
 def test_ann2snn_command_round_trip_sample_and_energy(tmp_path, small_fmnist_dir, capsys):
-    common = ["--set", "model.ch_mult=1,2", "--set", "train.batch_size=4", "--set", "train.total_steps=2",
-              "--set", "train.sample_every=0", "--set", "train.precision=fp32", "--data-dir", str(small_fmnist_dir),
-              "--no-progress"]
-    assert main(["train", "--preset", "fmnist-qann-small", "--out", str(tmp_path / "qann"), *common]) == 0
+    assert main(["train", "--preset", "fmnist-qann-small", "--out", str(tmp_path / "qann"),
+                 *two_training_steps(small_fmnist_dir)]) == 0
     out = tmp_path / "snn"
     assert main(["ann2snn", str(tmp_path / "qann"), str(out), "--spike-steps", "4", "--finetune", "--finetune-steps",
                  "2", "--batch-size", "4", "--num-images", "16", "--data-dir", str(small_fmnist_dir),

@@ -176,8 +176,9 @@ def test_quickstart_runs_the_marked_readme_command_as_ci_shrinks_it(monkeypatch)
 
 
 def test_fid_energy_plane_draws_the_front_of_measured_models(tmp_path, monkeypatch, capsys):
-    """Three models from their metrics and energy files: the one beaten on both FID and energy is off the front,
-    and one whose samples miss a class is not on it however good its figures."""
+    """Four models from their metrics and energy files: those beaten on both FID and energy are off the front,
+    and one whose samples miss a class is not on it however good its figures; an energy per image of another
+    step count than the samples' is refused."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     specs = []
     for label, fid, mj, smallest in (("twin", 200.0, 17.0, 0.07), ("snn", 180.0, 3.0, 0.06),
@@ -188,10 +189,13 @@ def test_fid_energy_plane_draws_the_front_of_measured_models(tmp_path, monkeypat
             "protocol": {"num_samples": 2000, "sampling": {"steps": 20}},
             "classes": {"smallest": "bag", "smallest_share": smallest}}))
         totals = {"totals_per_evaluation": {"energy_mj": mj}}
-        energy.write_text(json.dumps({"energy_per_image_mj": mj, "report": totals}))
+        energy.write_text(json.dumps({"energy_per_image_mj": mj, "sampling_steps": 20, "report": totals}))
         specs.append(f"{label}={metrics}:{energy}")
     out = tmp_path / "plane.png"
     monkeypatch.setattr("sys.argv", ["fid_energy_plane.py", *specs, "--out", str(out)])
     runpy.run_path(str(BENCHMARKS / "fid_energy_plane.py"), run_name="__main__")
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["front"] == ["snn"]
     assert "snn" in capsys.readouterr().out
+    energy.write_text(json.dumps({"energy_per_image_mj": 1000.0, "sampling_steps": 1000, "report": totals}))
+    with pytest.raises(ValueError, match="--steps 20"):
+        runpy.run_path(str(BENCHMARKS / "fid_energy_plane.py"), run_name="__main__")

@@ -18,7 +18,7 @@ from spikediff.energy.report import measure_energy
 from spikediff.models.quant_unet import QuantReLU
 from spikediff.snn import SignedIFNeuron, signed_if_sequence, threshold_scale
 from spikediff.snn.count_coded import CountCodedNeuron, encode, step_weights
-from tests.test_ann2snn import tiny_qann
+from tests.test_ann2snn import tiny_qann, two_training_steps
 
 
 def test_spike_trains_by_hand():
@@ -42,22 +42,40 @@ def test_every_level_is_sent_and_read_back_exactly(coding, bits):
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("coding", ["count", "phase"])
 def test_the_neuron_sends_the_quantisers_level_of_its_whole_input(coding, symmetric):
-    """Constant input, input arriving all on the last step, or uneven input with the same weighted mean:
-    the same level, the quantiser's. The signed IF neuron, which fires as the input arrives, loses the
-    late input's levels."""
+    """Constant input, input arriving all on the last step, or uneven input with the same weighted sum:
+    the same level, the quantiser's."""
     quantiser = QuantReLU(3, clip=2.0, symmetric=symmetric).eval()
     neuron = CountCodedNeuron(7, coding, symmetric=symmetric, alpha=2.0)
     T, w = neuron.spike_steps, neuron.weights.view(-1, 1)
-    x = torch.linspace(-3, 3, 241)
+    x = torch.linspace(-3, 3, 241) + 0.003  # off the levels' midpoints, where float sums may round either way
     with torch.no_grad():
         wanted = quantiser(x) * 7 / 2.0
     late = torch.zeros(T, len(x))
     late[-1] = x * w.sum() / w[-1]  # everything on the last step, worth the same weighted sum
-    for x_seq in (x.repeat(T, 1), late):
+    uneven = torch.rand(T, len(x), generator=torch.Generator().manual_seed(0)) * 4 - 2
+    uneven[-1] += (x * w.sum() - (uneven * w).sum(0)) / w[-1]  # arbitrary steps, the same weighted sum
+    for x_seq in (x.repeat(T, 1), late, uneven):
         spikes = neuron(x_seq.reshape(-1)).view(T, -1)
         torch.testing.assert_close((spikes * w).sum(0), wanted)
-    signed = signed_if_sequence(late, 2.0 * T / 7 if coding == "phase" else 2.0, symmetric)
-    assert (signed.sum(0) != wanted).any()
+
+
+def test_the_signed_if_neuron_loses_the_levels_of_late_input_that_count_coding_keeps():
+    x = torch.linspace(0, 2, 81)
+    late = torch.zeros(7, len(x))
+    late[-1] = x * 7
+    counted = CountCodedNeuron(7, "count", alpha=2.0)(late.reshape(-1)).view(7, -1).sum(0)
+    with torch.no_grad():
+        torch.testing.assert_close(counted, QuantReLU(3, clip=2.0)(x) * 7 / 2.0)
+    fired = signed_if_sequence(late, 2.0).sum(0)
+    assert (fired <= counted).all() and (fired < counted).sum() > len(x) // 2  # one spike at most, on the last step
+
+
+def distinct_thresholds(qann: torch.nn.Module) -> None:
+    """A different clip, not a power of two, in every quantiser (as after training): a neuron reading
+    another layer's threshold, or a clip folded into a weight with rounding, shows."""
+    with torch.no_grad():
+        for i, m in enumerate(m for m in qann.modules() if isinstance(m, QuantReLU)):
+            m.alpha.fill_(1.3 + 0.37 * i)
 
 
 @pytest.mark.parametrize("signed", [False, True])
@@ -71,9 +89,9 @@ def test_conversion_is_exact_and_the_shortcut_is_the_simulation(fmnist_batch, co
     config = replace(config, model=replace(config.model, quant_bits=bits))
     ann = spikediff.build(config)
     ann.load_state_dict(qann.state_dict())
+    distinct_thresholds(ann)
     ann = ann.double().eval()
     snn, snn_config = convert(ann, config, coding=coding)
-    snn = snn.double()
     assert snn.spike_steps == snn_config.model.spike_steps == (bits if coding == "phase" else 2**bits - 1)
     x, t = fmnist_batch[:6].double(), torch.linspace(0, 999, 6).long()
     seen = []
@@ -142,14 +160,31 @@ def test_conversion_refuses_slack_and_another_t_for_exact_codes():
     with pytest.raises(ValueError, match="spike coding"):
         convert(qann, config, coding="burst")
     snn, _ = convert(qann, config)
-    assert all(isinstance(m, SignedIFNeuron) for m in snn.modules() if isinstance(m, SignedIFNeuron | CountCodedNeuron))
+    neurons = [m for m in snn.modules() if isinstance(m, SignedIFNeuron | CountCodedNeuron)]
+    assert neurons and all(isinstance(m, SignedIFNeuron) for m in neurons)  # the default: SDM's neuron
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coding", ["count", "phase"])
+def test_a_compiled_integrate_then_fire_snn_gives_the_eager_prediction(coding):
+    """Unlike the signed IF neuron, these neurons are traced by torch.compile, in the shortcut (how the
+    network samples) and in the simulation: both compiled, with a different threshold in every layer,
+    match the eager network."""
+    qann, config = tiny_qann(signed=True)
+    distinct_thresholds(qann)
+    snn, _ = convert(qann, config, coding=coding)
+    x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 300, 700, 999])
+    compiled = torch.compile(snn)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, t), snn(x, t), rtol=1e-5, atol=1e-5)
+        snn.simulate_spikes = True
+        torch.testing.assert_close(compiled(x, t), snn(x, t), rtol=1e-5, atol=1e-5)
 
 
 def test_ann2snn_coding_command(tmp_path, small_fmnist_dir, capsys):
-    common = ["--set", "model.ch_mult=1,2", "--set", "train.batch_size=4", "--set", "train.total_steps=2",
-              "--set", "train.sample_every=0", "--set", "train.precision=fp32", "--data-dir", str(small_fmnist_dir),
-              "--no-progress"]
-    assert main(["train", "--preset", "fmnist-qann-signed-small", "--out", str(tmp_path / "qann"), *common]) == 0
+    assert main(["train", "--preset", "fmnist-qann-signed-small", "--out", str(tmp_path / "qann"),
+                 *two_training_steps(small_fmnist_dir)]) == 0
     out = tmp_path / "snn"
     assert main(["ann2snn", str(tmp_path / "qann"), str(out), "--coding", "phase", "--data-dir",
                  str(small_fmnist_dir)]) == 0

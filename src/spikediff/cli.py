@@ -13,14 +13,13 @@ from pathlib import Path
 import torch
 
 from spikediff import checkpoint
-from spikediff.config import UNCAPPED_STEPS, Config, apply_overrides
+from spikediff.config import SPIKE_CODINGS, UNCAPPED_STEPS, Config, apply_overrides
 from spikediff.families import all_samplers
 from spikediff.option_rules import given_options, refuse_ignored
 from spikediff.precision import COMPILE_MODES, PRECISIONS
 from spikediff.presets import DESCRIPTIONS, PRESETS, get_preset
 from spikediff.ranges import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED
 from spikediff.snn import spiking_neurons
-from spikediff.snn.count_coded import SPIKE_CODINGS
 from spikediff.train.distributed import default_device, device_problem, init_distributed, shutdown
 
 
@@ -532,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ann2snn", help="convert a quantised ANN (e.g. --preset fmnist-qann-small) to an SNN (SDM)")
     p.add_argument("qann_dir", help="checkpoint or run directory of a qann_unet model")
     p.add_argument("out_dir", help="where the SNN checkpoint goes (sample, evaluate and energy take it)")
-    p.add_argument("--spike-steps", type=COUNT, help="T (default 2^bits - 1, plus --slack-steps)")
+    p.add_argument("--spike-steps", type=COUNT, help="T of --coding signed-if (default 2^bits - 1, plus "
+                   "--slack-steps); the other codings run their own T")
     p.add_argument("--slack-steps", type=NON_NEGATIVE_INT, default=0,
                    help="steps beyond the 2^bits - 1 levels, counts capped at the levels: a neuron at the top "
                    "level may then miss that many spikes while its input arrives")

@@ -25,6 +25,8 @@ from spikediff.ranges import (
 )
 
 LR_DECAYS = ("constant", "cosine")
+# converted_snn's neurons: SDM's signed IF, and the integrate-then-fire codes of spikediff.snn.count_coded
+SPIKE_CODINGS = ("signed-if", "count", "phase")
 BELOW_ONE = Range(False, 0, 1, open_high=True)  # a probability that 1 would make "always"
 # The valid values of every numeric config field, checked when a config is made (``--set``, a preset, a
 # config.json); a tuple's entries are each checked. A None is allowed where the field's type allows it.
@@ -141,6 +143,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self, "model")
+        if self.spike_coding not in SPIKE_CODINGS:
+            raise ValueError(f"model.spike_coding must be one of {SPIKE_CODINGS}, got {self.spike_coding!r}")
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from spikediff.config import Config
+from spikediff.config import SPIKE_CODINGS, Config
 from spikediff.models.ann_unet import Downsample, ResBlock, UNet, Upsample
 from spikediff.models.quant_unet import ConvertedSNN, QuantReLU, QuantUNet
-from spikediff.snn.count_coded import SPIKE_CODINGS, coding_steps
+from spikediff.snn.count_coded import coding_steps
 
 
 def activation_consumers(model: UNet) -> list[tuple[str, str]]:
@@ -82,13 +82,19 @@ def convert(qann: nn.Module, config: Config, spike_steps: int | None = None, sla
             raise ValueError(f"{act} is {type(modules[act]).__name__}, not a quantiser: not a quantised ANN")
         state[f"{act}.alpha"] = state[f"{act}.alpha"] * scale
         state[f"{consumer}.weight"] = state[f"{consumer}.weight"] * state[f"{act}.alpha"]
-    snn = ConvertedSNN(snn_config.model, config.diffusion.num_steps)
+    reference = next(qann.parameters())
+    snn = ConvertedSNN(snn_config.model, config.diffusion.num_steps).to(reference.dtype)
     snn.load_state_dict(state)
-    device = next(qann.parameters()).device
-    return snn.to(device).eval(), snn_config
+    return snn.to(reference.device).eval(), snn_config
 
 
 @torch.no_grad()
-def output_error(snn: nn.Module, qann: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
-    """Mean squared difference between the SNN's and the quantised ANN's predictions on ``(x, t)``."""
-    return float((snn.eval()(x, t) - qann.eval()(x, t)).square().mean())
+def output_error(snn: ConvertedSNN, qann: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
+    """Mean squared difference between the SNN's and the quantised ANN's predictions on ``(x, t)``, the
+    SNN's spikes simulated (not an integrate-then-fire network's one-pass shortcut, which would agree
+    with the quantised ANN by construction)."""
+    simulates, snn.simulate_spikes = snn.simulate_spikes, True
+    try:
+        return float((snn.eval()(x, t) - qann.eval()(x, t)).square().mean())
+    finally:
+        snn.simulate_spikes = simulates

@@ -17,7 +17,8 @@ also gets the counts that the fair baselines of ``spikediff.energy.baselines`` n
   nothing) and on all ones (its ``Dense``: padding taps excluded, sparsity not exploited);
 - the spiking steps it ran over (T, or 1 for a layer that runs once per evaluation);
 - for spike inputs, the set bits of each input's spike count over T (:attr:`OpCounter.count_bits`):
-  the work of the same network with ceil(log2(T+1))-bit activations computed bit-serially. A network
+  the work of the same network with ceil(log2(L+1))-bit activations computed bit-serially (L the
+  largest count, T without slack steps or phase coding). A network
   whose spikes are worth different levels on different steps (phase coding: ``spike_step_weights``)
   has its counts weighted so.
 """
@@ -177,6 +178,11 @@ class OpCounter:
         return 1
 
     def __enter__(self) -> OpCounter:
+        # a network that can skip simulating its spikes (integrate-then-fire neurons: a one-pass shortcut on
+        # the levels computes the same outputs) simulates them while counted: the counts are of spikes sent
+        self._simulated = [(m, m.simulate_spikes) for m in self.model.modules() if hasattr(m, "simulate_spikes")]
+        for module, _ in self._simulated:
+            module.simulate_spikes = True
         for name, module in self.model.named_modules():
             if isinstance(module, COUNTED):
                 self._handles.append(module.register_forward_hook(self._hook(name)))
@@ -188,3 +194,5 @@ class OpCounter:
             h.remove()
         self._handles.clear()
         self._firing.__exit__(*exc)
+        for module, simulated in self._simulated:
+            module.simulate_spikes = simulated

@@ -72,7 +72,9 @@ class EnergyReport:
     layers: list[LayerEnergy] = field(default_factory=list)
     neurons: list[NeuronEnergy] = field(default_factory=list)
     spike_steps: int = 1
-    count_levels: int | None = None  # the largest spike count a neuron sends, if below spike_steps (slack steps)
+    # the largest level a neuron sends, where it is not spike_steps: below it with slack steps, above it with the
+    # phase code (levels 0..7 in 3 steps)
+    count_levels: int | None = None
 
     @property
     def macs(self) -> float:
@@ -164,24 +166,13 @@ def measure_spiking_diffusion_energy(
 @torch.no_grad()
 def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model: EnergyModel,
                  name: str, all_macs: bool = False) -> EnergyReport:
-    """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts.
-
-    A network that can skip simulating its spikes (a converted SNN of integrate-then-fire neurons, whose
-    one-pass shortcut computes the same outputs from levels) simulates them here: the counts are of the
-    spikes it sends."""
+    """Count ``model``'s layers while ``run(t)`` drives it once per ``t`` of ``ts``; per image, averaged over ts."""
     per_t, neurons_per_t, bits_per_t = {}, {}, {}
     spike_steps = 1 if all_macs else getattr(model, "spike_steps", 1)
-    simulates = getattr(model, "simulate_spikes", None)
-    try:
-        if simulates is not None:
-            model.simulate_spikes = True
-        for t in ts:
-            with OpCounter(model, batch, spike_steps) as counter:
-                run(t)
-            per_t[t], neurons_per_t[t], bits_per_t[t] = counter.layers, counter.neurons, counter.count_bits
-    finally:
-        if simulates is not None:
-            model.simulate_spikes = simulates
+    for t in ts:
+        with OpCounter(model, batch, spike_steps) as counter:
+            run(t)
+        per_t[t], neurons_per_t[t], bits_per_t[t] = counter.layers, counter.neurons, counter.count_bits
     levels = None if all_macs else getattr(model, "count_levels", None)
     report = EnergyReport(name, energy_model, list(ts), batch, spike_steps=spike_steps,
                           count_levels=levels if levels != spike_steps else None)

@@ -12,7 +12,8 @@ gradients). Two changes from the reference's network, both because its layers mu
   counterpart here.
 
 ``ConvertedSNN`` is the same skeleton run over T spiking steps in the folded ``[T*B, ...]`` layout:
-signed IF neurons in place of the quantisers, BatchNorm frozen to its running statistics, the output
+spiking neurons in place of the quantisers (SDM's signed IF, or the integrate-then-fire neurons of
+``spikediff.snn.count_coded``: docs/ann2snn.md), BatchNorm frozen to its running statistics, the output
 averaged over T. ``spikediff.ann2snn.conversion`` fills it from a trained ``QuantUNet``.
 """
 
@@ -28,7 +29,7 @@ from torch.autograd.function import FunctionCtx
 from spikediff.config import ModelConfig
 from spikediff.models.ann_unet import UNet
 from spikediff.models.layers import add_class
-from spikediff.snn.count_coded import SPIKE_CODINGS, CountCodedNeuron, coding_steps, quantised_level, step_weights
+from spikediff.snn.count_coded import CountCodedNeuron, coding_steps, quantised_level, step_weights, weighted_mean
 from spikediff.snn.signed_if import SignedIFNeuron
 
 
@@ -139,9 +140,7 @@ class ConvertedSNN(UNet):
 
     def __init__(self, config: ModelConfig, num_diffusion_steps: int = 1000) -> None:
         _check_config(config)
-        self.spike_coding = config.spike_coding
-        if self.spike_coding not in SPIKE_CODINGS:
-            raise ValueError(f"model.spike_coding must be one of {SPIKE_CODINGS}, got {self.spike_coding!r}")
+        self.spike_coding = config.spike_coding  # one of SPIKE_CODINGS (checked by the config)
         levels = 2**config.quant_bits - 1
         if self.spike_coding != "signed-if":
             steps = coding_steps(self.spike_coding, levels)
@@ -162,9 +161,8 @@ class ConvertedSNN(UNet):
         self.spike_steps = config.spike_steps
         super().__init__(config, num_diffusion_steps, norm=nn.BatchNorm2d, act=act, middle_attn=False,
                          residual_act=_residual(config, residual))
-        coding = "count" if self.spike_coding == "signed-if" else self.spike_coding
-        self.register_buffer("spike_step_weights", step_weights(coding, self.count_levels)
-                             if coding == "phase" else torch.ones(self.spike_steps), persistent=False)
+        self.register_buffer("spike_step_weights", step_weights("phase", self.count_levels)
+                             if self.spike_coding == "phase" else torch.ones(self.spike_steps), persistent=False)
 
     def train(self, mode: bool = True) -> ConvertedSNN:
         """BatchNorm stays at its running statistics even in training (fine-tuning): with batch
@@ -203,8 +201,7 @@ class ConvertedSNN(UNet):
             temb = add_class(temb, self.class_embedding, None if y is None else y.repeat(T))
             out = self.body(stem.repeat(T, 1, 1, 1), temb)
             out = out.view(T, x.shape[0], *out.shape[1:])
-            w = self.spike_step_weights.to(out.dtype).view(T, *[1] * (out.dim() - 1))
-            return (out * w).sum(0) / float(self.count_levels) if exact else out.mean(0)
+            return weighted_mean(out, self.spike_step_weights).to(out.dtype) if exact else out.mean(0)
         neurons = [m for m in self.modules() if isinstance(m, SignedIFNeuron)]
         for neuron in neurons:
             neuron.state = {}
@@ -222,7 +219,7 @@ class ConvertedSNN(UNet):
         """The integrate-then-fire network in one pass: every neuron takes the time-mean of its input
         and returns the mean of its spikes (``level / L``). Every layer between two neurons is affine
         with the same map on every step, so the time-means pass through them unchanged and this is the
-        T-step simulation's output, up to float summation order (``tests/test_ann2snn.py``), at the
+        T-step simulation's output, up to float summation order (``tests/test_count_coded.py``), at the
         cost of one quantised-ANN evaluation."""
         neurons = [m for m in self.modules() if isinstance(m, CountCodedNeuron)]
         for neuron in neurons:

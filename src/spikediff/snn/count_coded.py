@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import torch
 
-from spikediff.snn.neurons import Neuron
+from spikediff.config import SPIKE_CODINGS
+from spikediff.snn.neurons import ClipThresholdNeuron
 
-# The neuron of SDM's conversion, and the two integrate-then-fire codes of this module
-SPIKE_CODINGS = ("signed-if", "count", "phase")
+INTEGRATE_THEN_FIRE = ("count", "phase")  # the codes of this module; SPIKE_CODINGS adds SDM's signed IF
 
 
 def quantised_level(ratio: torch.Tensor, levels: int, low: float = 0.0) -> torch.Tensor:
@@ -74,13 +74,15 @@ def encode(level: torch.Tensor, coding: str, levels: int) -> torch.Tensor:
 
 
 def weighted_mean(x_seq: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_t w_t x_t / sum_t w_t`` over the leading (time) axis, in at least fp32: what a membrane that
-    integrates ``v <- (w_{t-1} / w_t) v + x_t`` holds after the last step, divided by the levels."""
-    w = weights.to(device=x_seq.device, dtype=torch.promote_types(x_seq.dtype, torch.float32))
-    return torch.tensordot(w, x_seq.to(w.dtype), dims=1) / w.sum()
+    """``sum_t w_t x_t / sum_t w_t`` over the leading (time) axis, in at least fp32 (element-wise, so that
+    no autocast lowers it to bf16): what a membrane that integrates ``v <- (w_{t-1} / w_t) v + x_t``
+    holds after the last step, divided by the levels."""
+    dtype = torch.promote_types(x_seq.dtype, torch.float32)
+    w = weights.to(device=x_seq.device, dtype=dtype).view(-1, *[1] * (x_seq.dim() - 1))
+    return (x_seq.to(dtype) * w).sum(0) / w.sum()
 
 
-class CountCodedNeuron(Neuron):
+class CountCodedNeuron(ClipThresholdNeuron):
     """An integrate-then-fire neuron with a per-layer threshold ``alpha`` (the quantiser's clip, folded
     into the next layer's weight at conversion, as for the signed IF neuron).
 
@@ -92,23 +94,14 @@ class CountCodedNeuron(Neuron):
     on_levels = False  # set while the network runs its one-pass shortcut
 
     def __init__(self, levels: int, coding: str = "count", symmetric: bool = False, alpha: float = 1.0) -> None:
-        super().__init__()
-        if coding not in SPIKE_CODINGS[1:]:
+        super().__init__(alpha)
+        if coding not in INTEGRATE_THEN_FIRE:
             raise ValueError(f"an integrate-then-fire neuron codes 'count' or 'phase', not {coding!r}")
         self.levels = levels
         self.coding = coding
         self.symmetric = symmetric
         self.spike_steps = coding_steps(coding, levels)
-        self.register_buffer("alpha", torch.tensor(float(alpha)))
         self.register_buffer("weights", step_weights(coding, levels), persistent=False)
-
-    @property
-    def v_threshold(self) -> float:
-        return float(self.alpha)
-
-    @v_threshold.setter
-    def v_threshold(self, value: float) -> None:
-        self.alpha.fill_(value)
 
     def level(self, mean_input: torch.Tensor) -> torch.Tensor:
         """The whole-number level (a float tensor) of a time-mean input."""

@@ -64,6 +64,23 @@ class Neuron(nn.Module):
     v_threshold: float
 
 
+class ClipThresholdNeuron(Neuron):
+    """A converted network's neuron: its threshold is its quantiser's clip, a buffer ``alpha`` saved with
+    the weights (so the checkpoint carries every layer's threshold), read and scaled as ``v_threshold``."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+
+    @property
+    def v_threshold(self) -> float:
+        return float(self.alpha)
+
+    @v_threshold.setter
+    def v_threshold(self, value: float) -> None:
+        self.alpha.fill_(value)
+
+
 class SpikingNeuron(Neuron):
     """Base of the trained neurons (IF, LIF): holds the parameters and a plain, scalable
     ``v_threshold``; subclasses set ``dynamics``, the sequence function they run."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from spikediff.snn.neurons import Neuron
+from spikediff.snn.neurons import ClipThresholdNeuron
 
 # A membrane counts as below zero under this, as in the reference, so rounding noise of an exact zero
 # does not trigger a negative spike.
@@ -116,7 +116,7 @@ def signed_if_step(x: torch.Tensor, state: dict, v_threshold: float | torch.Tens
     return out
 
 
-class SignedIFNeuron(Neuron):
+class SignedIFNeuron(ClipThresholdNeuron):
     """Signed IF with a per-layer threshold (the quantiser's clip, kept in the checkpoint as ``alpha``).
     ``v_threshold`` is the scalable attribute threshold guidance uses.
 
@@ -130,21 +130,12 @@ class SignedIFNeuron(Neuron):
 
     def __init__(self, spike_steps: int, alpha: float = 1.0, symmetric: bool = False,
                  max_count: int | None = None) -> None:
-        super().__init__()
+        super().__init__(alpha)
         if max_count is not None and not 1 <= max_count <= spike_steps:
             raise ValueError(f"max_count must be in [1, spike_steps={spike_steps}], got {max_count}")
         self.spike_steps = spike_steps
         self.symmetric = symmetric  # the symmetric quantiser's neuron (``signed_if_sequence``)
         self.max_count = None if max_count == spike_steps else max_count  # a cap at T caps nothing
-        self.register_buffer("alpha", torch.tensor(float(alpha)))
-
-    @property
-    def v_threshold(self) -> float:
-        return float(self.alpha)
-
-    @v_threshold.setter
-    def v_threshold(self, value: float) -> None:
-        self.alpha.fill_(value)
 
     state: dict | None = None  # set (to {}) while a network runs step by step: one step per call, membrane kept
 
