@@ -28,7 +28,7 @@ from spikediff.metrics import score_key  # noqa: E402
 
 def row(spec: str) -> dict:
     """``LABEL=METRICS:ENERGY`` -> one row of the comparison's shape."""
-    label, paths = spec.split("=", 1)
+    label, paths = spec.rsplit("=", 1)
     metrics_path, energy_path = paths.split(":", 1)
     metrics, energy = json.loads(Path(metrics_path).read_text()), json.loads(Path(energy_path).read_text())
     steps = metrics["protocol"].get("sampling", {}).get("steps")
@@ -53,7 +53,7 @@ def main() -> None:
     recall = score_key(rows[0], "recall")
     best = front(rows)
     on_front = {r["row"] for r in best}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
         ax.scatter(r["energy_per_image_mj"], r[fid], s=30, color="k" if r["row"] in on_front else "grey")
         ax.annotate(r["row"], (r["energy_per_image_mj"], r[fid]), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -62,7 +62,8 @@ def main() -> None:
     ax.set_xscale("log")
     ax.set_xlabel("energy per image, mJ (45 nm, field convention)")
     ax.set_ylabel(f"{fid}, {rows[0]['num_samples']:,} samples")
-    ax.set_title(f"{args.title}, {rows[0]['steps']} network evaluations per sample", fontsize=9)
+    ax.set_title(f"{args.title}\n{rows[0]['steps']} network evaluations per sample", fontsize=9)
+    ax.margins(x=0.25)
     ax.legend(fontsize=8)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)

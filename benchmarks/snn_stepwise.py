@@ -2,7 +2,10 @@
 steps at once) against step by step (each step through the whole network on ``[B, ...]``, membranes
 kept: how it samples), beside its quantised ANN and the ANN twin; eager, fp32 and bf16 autocast.
 The integrate-then-fire SNNs (``ann2snn --coding count|phase``) are timed as they sample (one pass on
-the levels) and as the energy counter runs them (their T spiking steps simulated, folded).
+the levels) and as the energy counter runs them (their T spiking steps simulated, folded); the two
+outputs' distance is reported, but on these synthetic weights (whose BatchNorm amplifies each layer
+several times) one rounding flip of a level spreads through the whole output: compare the two on a
+trained network (``spikediff ann2snn`` records its simulated SNN's error against the quantised ANN).
 
     python benchmarks/snn_stepwise.py [--preset fmnist-qann-signed-small] [--twin fmnist-ann-small]
         [--batch 100] [--repeats 5] [--out benchmarks/results/snn_stepwise.json]

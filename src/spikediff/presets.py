@@ -196,9 +196,10 @@ DESCRIPTIONS: dict[str, str] = {
     "sdm-qann-cifar10-b2": "SDM ANN-to-SNN, CIFAR-10: 2-bit quantised-ReLU DDPM U-Net as the reference's "
     "(ch 128, [1,2,2,2], 2 blocks, no attention), BatchNorm for GroupNorm (see models/quant_unet.py)",
     "fmnist-qann-small": "3-bit quantised ANN (clip init 2) for ANN-to-SNN at T=7 on Fashion-MNIST "
-    "(fmnist-snn-small's sizes): the quick start's first stage",
+    "(fmnist-snn-small's sizes)",
     "fmnist-qann-signed-small": "fmnist-qann-small with quantisers in front of every convolution, symmetric on "
-    "the residual stream: its T=7 SNN feeds spikes to every convolution but the stem",
+    "the residual stream: its SNN feeds spikes to every convolution but the stem; the quick start's first stage "
+    "(then ann2snn --coding phase)",
     "sd-vq-fmnist": "Spiking-Diffusion stage 1: VQ-SVAE (LIF, T=16, 7x7 tokens of a 128 x 16 codebook), 100 epochs",
     "sd-diffusion-fmnist": "Spiking-Diffusion stage 2: absorbing diffusion over the VQ tokens (--init-from the VQ run)",
     "sd-vq-mnist": "sd-vq-fmnist on MNIST",
