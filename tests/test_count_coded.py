@@ -202,3 +202,28 @@ def test_ann2snn_coding_command(tmp_path, small_fmnist_dir, capsys):
     for refused in (["--slack-steps", "1"], ["--finetune"]):
         assert main(["ann2snn", str(tmp_path / "qann"), str(tmp_path / "other"), "--coding", "count", *refused]) == 1
         assert "--coding signed-if" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("coding, slack", [("phase", 0), ("signed-if", 1)])
+def test_the_energy_twin_of_a_converted_snn_is_its_trained_quantised_ann(fmnist_batch, coding, slack):
+    """Undoing the conversion gives back the quantised ANN (weights and clips, slack steps' scaled thresholds
+    too), and the energy report's twin is that trained network: its NeuroBench counts, which skip the
+    activations' zeros, are those of the network converted, not of random weights."""
+    from spikediff.ann2snn.conversion import quantised_ann_of
+    from spikediff.energy.report import ENERGY_MODELS, ann_twin_report
+
+    qann, config = tiny_qann(signed=True)
+    distinct_thresholds(qann)
+    snn, snn_config = convert(qann, config, slack_steps=slack, coding=coding)
+    back = quantised_ann_of(snn, snn_config)
+    x, t = fmnist_batch[:4], torch.tensor([0, 300, 600, 999])
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, t), qann(x, t), rtol=1e-5, atol=1e-5)
+    costs = ENERGY_MODELS["45nm-fp32"]
+    twin = ann_twin_report(snn_config, x, [500], costs, snn)
+    direct = measure_energy(qann, x, [500], NoiseSchedule.linear(), dense=True)
+    assert "trained" in twin.model and "untrained" not in twin.model
+    neurobench = direct.conventions()["neurobench"]["energy_mj"]
+    assert twin.conventions()["neurobench"]["energy_mj"] == pytest.approx(neurobench, rel=1e-6)
+    untrained = ann_twin_report(snn_config, x, [500], costs)
+    assert "untrained" in untrained.model and untrained.energy_mj == pytest.approx(direct.energy_mj, rel=1e-9)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spikediff.ann2snn.conversion import quantised_ann_of
 from spikediff.checkpoint import WEIGHTS_FILE, load_config, load_weights, resolve
 from spikediff.config import Config
 from spikediff.diffusion import SAMPLERS
@@ -63,6 +64,9 @@ class Family:
     needs_init_from: str = ""  # non-empty: a fresh run must start from --init-from; the message says which
     dense_archs: tuple[str, ...] = ()  # counted as ANNs by the energy report (every operation a MAC)
     ann_twins: dict[str, str] = field(default_factory=dict)  # arch -> the ANN arch its energy is compared with
+    # (model, config) -> the twin with trained weights where the model determines them (a converted SNN's quantised
+    # ANN); None: the twin is measured untrained, which gives its dense counts exactly but not its zeros
+    trained_twin: Callable[[nn.Module, Config], nn.Module] | None = None
     eager_under_auto: bool = False  # compile="auto" keeps it eager (compile="on" still compiles)
     samples_tokens: bool = False  # sampled as discrete latent tokens, then decoded (Spiking-Diffusion)
 
@@ -92,8 +96,9 @@ QUANTISED = Family(
     name="quantised-ann-to-snn", archs=("qann_unet", "converted_snn"),
     objective=lambda config, model, variance: gaussian_objective(config),
     dense_archs=("qann_unet",),
-    # a converted SNN is compared with the quantised ANN it was converted from
+    # a converted SNN is compared with the quantised ANN it was converted from, rebuilt from its weights
     ann_twins={"converted_snn": "qann_unet"},
+    trained_twin=lambda model, config: quantised_ann_of(model, config),
 )
 VQ_STAGE = Family(
     name="spiking-diffusion-vq", archs=("vq_svae",),

@@ -88,6 +88,23 @@ def convert(qann: nn.Module, config: Config, spike_steps: int | None = None, sla
     return snn.to(reference.device).eval(), snn_config
 
 
+def quantised_ann_of(snn: ConvertedSNN, config: Config) -> QuantUNet:
+    """The quantised ANN a converted SNN computes, with its trained weights: :func:`convert` undone (each
+    consumer's weight divided by its neuron's threshold, the threshold back at its quantiser's clip). The
+    energy report compares the SNN with it, so that counts which depend on the activations (NeuroBench's
+    effective operations skip zeros) are of the trained network, not of random weights."""
+    model = config.model
+    scale = model.spike_steps / (model.spike_steps - model.slack_steps) if model.slack_steps else 1.0
+    state = {k: v.detach().clone() for k, v in snn.state_dict().items()}
+    for act, consumer in activation_consumers(snn):
+        state[f"{consumer}.weight"] = state[f"{consumer}.weight"] / state[f"{act}.alpha"]
+        state[f"{act}.alpha"] = state[f"{act}.alpha"] / scale
+    reference = next(snn.parameters())
+    qann = QuantUNet(replace(model, arch="qann_unet"), config.diffusion.num_steps).to(reference.dtype)
+    qann.load_state_dict(state)
+    return qann.to(reference.device).eval()
+
+
 @torch.no_grad()
 def output_error(snn: ConvertedSNN, qann: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
     """Mean squared difference between the SNN's and the quantised ANN's predictions on ``(x, t)``, the

@@ -209,15 +209,23 @@ def count_energy(model: nn.Module, run, ts: list[int], batch: int, energy_model:
     return report
 
 
-def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel) -> EnergyReport:
+def ann_twin_report(config, x0: torch.Tensor, ts: list[int], energy_model: EnergyModel,
+                    model: nn.Module | None = None) -> EnergyReport:
     """The report of ``config``'s ANN twin (its family's ``ann_twins``). An ANN costs dense MACs
-    whatever its weights, so an untrained twin gives its energy exactly."""
+    whatever its weights, so an untrained twin gives its field energy exactly; where the family can
+    rebuild the twin's trained weights from ``model`` (a converted SNN's quantised ANN) it does, so that
+    NeuroBench's effective counts, which skip the activations' zeros, are the trained network's too."""
     from dataclasses import replace
 
     from spikediff.families import family_of
     from spikediff.models import build_model
 
-    arch = family_of(config).ann_twin(config)
-    twin = build_model(replace(config.model, arch=arch), config.diffusion.num_steps).to(x0.device)
+    family = family_of(config)
+    if model is not None and family.trained_twin is not None:
+        twin, state = family.trained_twin(model, config), "trained"
+    else:
+        arch = family.ann_twin(config)
+        twin = build_model(replace(config.model, arch=arch), config.diffusion.num_steps).to(x0.device)
+        state = "untrained"
     return measure_energy(twin, x0, ts, NoiseSchedule.from_config(config.diffusion), energy_model,
-                          name=f"ANN twin ({config.name})", dense=True)
+                          name=f"ANN twin ({config.name}, {state})", dense=True)

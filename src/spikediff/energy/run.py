@@ -90,7 +90,7 @@ def measure_model(
                          decoder=decoder)
     report = measure_energy(model, x0, ts, NoiseSchedule.from_config(config.diffusion), costs, name=label,
                             dense=family.counts_as_ann(config))
-    ann = ann_twin_report(config, x0, ts, costs) if with_ann and family.ann_twin(config) else None
+    ann = ann_twin_report(config, x0, ts, costs, model) if with_ann and family.ann_twin(config) else None
     return EnergyRun(report, steps, f"{len(x0)} {data.dataset} test images noised to t in {ts}", ann=ann)
 
 
