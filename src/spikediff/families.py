@@ -98,7 +98,7 @@ QUANTISED = Family(
     dense_archs=("qann_unet",),
     # a converted SNN is compared with the quantised ANN it was converted from, rebuilt from its weights
     ann_twins={"converted_snn": "qann_unet"},
-    trained_twin=lambda model, config: quantised_ann_of(model, config),
+    trained_twin=quantised_ann_of,
 )
 VQ_STAGE = Family(
     name="spiking-diffusion-vq", archs=("vq_svae",),

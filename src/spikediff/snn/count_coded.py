@@ -3,11 +3,10 @@
 The signed IF neuron of SDM's conversion (``signed_if.py``) fires while its input is still arriving,
 so a neuron whose input comes late (a sum of spike-driven layers' outputs) misses spikes it cannot
 recover: in a converted U-Net that is most of the conversion's error (``benchmarks/conversion_error.py``
-measures it per layer). The
-neurons here integrate the whole spike train their layer receives over the T steps first, then send
-the quantiser's level of it: the count (or its binary digits) is a function of the summed input only,
-so the SNN computes its quantised ANN exactly, at one evaluation's latency of T steps per layer (a
-pipeline: layer l fires while layer l+1 integrates).
+measures it per layer). The neurons here integrate the whole spike train their layer receives over the
+T steps first, then send the quantiser's level of it: the count (or its binary digits) is a function
+of the summed input only, so the SNN computes its quantised ANN exactly, at one evaluation's latency
+of T steps per layer (a pipeline: layer l fires while layer l+1 integrates).
 
 Two codes for the level ``c`` (``-L..L``, or ``0..L`` for a ReLU quantiser, ``L = 2^b - 1``):
 
