@@ -13,6 +13,7 @@ import spikediff
 from spikediff import fast_path
 from spikediff.cli import main
 from spikediff.diffusion import NoiseSchedule, diffusion_loss
+from spikediff.families import family_of
 from spikediff.models import build_model
 from spikediff.models.folding import fold_batchnorm
 from spikediff.train.trainer import prepare_for_training
@@ -411,6 +412,25 @@ def test_auto_does_not_compile_a_short_run_and_says_why(fmnist_batch, fast_path_
     sdit = fast_path.choose_training_path(tiny_snn(), tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32",
                                           "auto", steps=10**9, eager_under_auto=True)
     assert not sdit.path.compiled and "stays eager" in sdit.describe()
+
+
+def test_a_familys_compile_prior_decides_what_auto_tries_until_measured(fmnist_batch, fast_path_cache, monkeypatch):
+    """The quantised ANN's prior (compiling fuses its quantisers) makes a 30-minute run try compilation, which
+    the default prior would not; the poisoned compilation then falls back to eager and says so."""
+    monkeypatch.setattr(torch, "compile", PoisonedCompile)
+    monkeypatch.setattr(fast_path, "compiler_available", lambda device: True)
+    prior = family_of("qann_unet").compile_prior["train"]
+
+    def decide(**kwargs) -> fast_path.Decision:
+        return fast_path.choose_training_path(tiny_snn(), tiny_loss_fn(fmnist_batch), torch.device("cpu"), "fp32",
+                                              "auto", budget_s=30 * 60, **kwargs)
+
+    default = decide()
+    assert not default.path.compiled and "assumed until measured here" in default.describe()
+    assert "torch.compile off" in default.describe()
+    tried = decide(prior=prior)
+    assert not tried.path.compiled and "disagrees" in tried.describe() and "using eager" in tried.describe()
+    assert family_of("spiking_unet").compile_prior.get("train") is None
 
 
 @pytest.mark.slow

@@ -68,6 +68,9 @@ class Family:
     # ANN); None: the twin is measured untrained, which gives its dense counts exactly but not its zeros
     trained_twin: Callable[[nn.Module, Config], nn.Module] | None = None
     eager_under_auto: bool = False  # compile="auto" keeps it eager (compile="on" still compiles)
+    # kind ("train" | "sample") -> (compile seconds, speed-up) compile="auto" assumes for it until measured on
+    # the machine; absent: spikediff.fast_path.PRIOR
+    compile_prior: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples_tokens: bool = False  # sampled as discrete latent tokens, then decoded (Spiking-Diffusion)
 
     def counts_as_ann(self, config: Config) -> bool:
@@ -99,6 +102,10 @@ QUANTISED = Family(
     # a converted SNN is compared with the quantised ANN it was converted from, rebuilt from its weights
     ann_twins={"converted_snn": "qann_unet"},
     trained_twin=quantised_ann_of,
+    # compiling fuses the quantisers' element-wise passes, which eager runs one by one through memory: a
+    # fmnist-qann-signed-small training step on a 2-core Xeon compiled cold in ~60 s for 1.75x over eager bf16
+    # (1.25x in fp32); the default prior (3 min for 1.15x) never let a 30-minute run try it
+    compile_prior={"train": (90.0, 1.5)},
 )
 VQ_STAGE = Family(
     name="spiking-diffusion-vq", archs=("vq_svae",),

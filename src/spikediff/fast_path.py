@@ -259,14 +259,16 @@ def spread(times: list[float]) -> float:
 def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, compile: str | bool,
             budget_s: Callable[[float], float], shape: dict, run: Callable[[nn.Module, str], object],
             check: Callable[[object, object], tuple[str | None, str]], eager_under_auto: bool = False,
-            compiled_check: Callable[[object, object, str], tuple[str | None, str]] | None = None) -> Decision:
+            compiled_check: Callable[[object, object, str], tuple[str | None, str]] | None = None,
+            prior: tuple[float, float] | None = None) -> Decision:
     """The shared algorithm of :func:`choose_training_path` and :func:`choose_sampling_path`.
 
     ``run(net, precision)`` computes one result (a loss and gradients, or an output) and
     ``check(reference, candidate)`` says why a candidate's result disagrees with eager fp32's (or
     None) and the figures it compared; ``compiled_check(eager, compiled, precision)``, where given,
     also holds a compiled path to eager at its own precision. ``budget_s(ms)`` is the run's remaining
-    work in seconds at ``ms`` per step.
+    work in seconds at ``ms`` per step. ``prior``: the compile time and speed-up ``compile="auto"``
+    assumes before it has measured them here (default ``PRIOR[kind]``).
     """
     if isinstance(compile, bool):  # configs written before "auto" existed held a bool
         compile = "on" if compile else "off"
@@ -336,7 +338,7 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
             compile_s, speedup = trial.get("compile_s"), trial.get("speedup")
             seen = compile_s is not None and speedup is not None
             if not seen:
-                compile_s, speedup = PRIOR[kind]
+                compile_s, speedup = prior or PRIOR[kind]
             want = compile_pays(budget, compile_s, speedup)
             basis = "measured here" if seen else "assumed until measured here"
             verdict = "compiling" if want else "torch.compile off"
@@ -461,8 +463,9 @@ def trial_step(model: nn.Module, net: nn.Module, loss_fn: Callable[[nn.Module], 
 def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", budget_s: float = math.inf,
                          steps: float = math.inf, shape: dict | None = None,
-                         eager_under_auto: bool = False) -> Decision:
-    """The training path for ``model``: ``loss_fn(net)`` is the first batch's loss through ``net``.
+                         eager_under_auto: bool = False, prior: tuple[float, float] | None = None) -> Decision:
+    """The training path for ``model``: ``loss_fn(net)`` is the first batch's loss through ``net``
+    (``prior``: see :func:`_choose`).
 
     Every trial leaves the model as it found it (gradients cleared, BatchNorm statistics restored).
     The budget is the smaller of ``budget_s`` seconds and ``steps`` steps at the measured speed.
@@ -474,7 +477,7 @@ def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.
         return min(budget_s, steps * ms / 1000)
 
     return _choose("train", model, torch.device(device), precision, compile, remaining, shape or {}, run,
-                   gradient_agreement, eager_under_auto)
+                   gradient_agreement, eager_under_auto, prior=prior)
 
 
 # ---------------------------------------------------------------------------------------------------------------
