@@ -23,6 +23,18 @@ def test_if_hard_reset_sequence():
     assert out.flatten().tolist() == [0, 1, 0, 1]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_spike_is_u_at_or_above_zero_in_us_dtype(dtype):
+    """The arithmetic Heaviside (sign + 1, clamped) fires exactly where ``u >= 0``: at 0 and -0.0, at the
+    smallest magnitudes either side, at the infinities, and on random membranes."""
+    edges = torch.tensor([0.0, -0.0, 1e-30, -1e-30, float("inf"), float("-inf"), 1.0, -1.0])
+    u = torch.cat([edges, torch.randn(1000, generator=torch.Generator().manual_seed(0))]).to(dtype)
+    out = spike(u)
+    assert out.dtype == dtype
+    assert torch.equal(out, (u >= 0).to(dtype))
+    assert out[:6].tolist() == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+
+
 def test_if_fires_at_exact_threshold_and_resets_to_v_reset():
     out = IFNeuron(NeuronConfig(v_reset=-0.5))(seq(1.5, 1.0, 0.4))
     # the membrane starts at v_reset: -0.5+1.5 = 1.0 fires (u = 0), v -> -0.5; 0.5 no; 0.9 no
