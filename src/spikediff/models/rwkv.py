@@ -25,19 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _scan(decay: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """Exclusive linear scan over dim 0: ``s_t = sum_{i<t} decay^(t-1-i) inputs_i`` (``s_0 = 0``)."""
-    state = torch.zeros_like(inputs[0])
-    out = []
-    for x in inputs:
-        out.append(state)
-        state = decay * state + x
-    return torch.stack(out)
+def _scan(decay: torch.Tensor, inputs: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """Exclusive linear scan over dim 0: ``s_t = sum_{i<t} decay^(t-1-i) inputs_i`` (``s_0 = 0``), or from
+    the end (``reverse``): ``r_t = sum_{s>t} decay^(s-1-t) inputs_s``.
 
-
-def _reverse_scan(decay: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """Exclusive scan from the end: ``r_t = sum_{s>t} decay^(s-1-t) inputs_s``."""
-    return _scan(decay, inputs.flip(0)).flip(0)
+    One fused multiply-add per token, written into the output in place: the scan is a Python loop over
+    the tokens whose every operation costs a dispatch, and a multiply, an add, a final ``stack`` and (in
+    reverse) two flips made the WKV 80% of an ``fmnist-sdit-cpu-small`` training step.
+    """
+    out = torch.empty_like(inputs)
+    steps = range(len(inputs) - 1, 0, -1) if reverse else range(1, len(inputs))
+    last = -1 if reverse else 0
+    out[last].zero_()
+    for t in steps:
+        before = t - 1 if not reverse else t
+        into = t if not reverse else t - 1
+        torch.addcmul(inputs[before], decay, out[before], out=out[into])
+    return out
 
 
 class _WKV(torch.autograd.Function):
@@ -65,7 +69,7 @@ class _WKV(torch.autograd.Function):
         v64 = v.double()
         g_num = grad_y.double() / den  # dL/d(numerator_t)
         g_den = -g_num * y  # dL/d(denominator_t)
-        later = _reverse_scan(decay, torch.stack([g_num, g_den], dim=1))  # what k_t, v_t feed into steps > t
+        later = _scan(decay, torch.stack([g_num, g_den], dim=1), reverse=True)  # what k_t, v_t feed into steps > t
         grad_v = g_num * euk + ek * later[:, 0]
         here = euk * (g_num * v64 + g_den)
         grad_k = here + ek * (v64 * later[:, 0] + later[:, 1])
