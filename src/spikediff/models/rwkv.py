@@ -31,7 +31,7 @@ def _scan(decay: torch.Tensor, inputs: torch.Tensor, reverse: bool = False) -> t
 
     One fused multiply-add per token, written into the output in place: the scan is a Python loop over
     the tokens whose every operation costs a dispatch, and a multiply, an add, a final ``stack`` and (in
-    reverse) two flips made the WKV 80% of an ``fmnist-sdit-cpu-small`` training step.
+    reverse) two flips made the WKV about half of an ``fmnist-sdit-cpu-small`` training step.
     """
     out = torch.empty_like(inputs)
     steps = range(len(inputs) - 1, 0, -1) if reverse else range(1, len(inputs))
