@@ -1,12 +1,15 @@
 """Where a training step's time goes: the convolution floor that bounds issue 6's speed-ups.
 
-    python benchmarks/step_profile.py [--what train|sample] [--precision fp32|bf16] [--compile] [--batch 32]
+    python benchmarks/step_profile.py [--preset fmnist-snn-small] [--what train|sample] [--precision fp32|bf16]
+        [--compile] [--batch 32]
 
-Profiles training steps (or sampling evaluations: inference mode, BatchNorm folded) of
-fmnist-snn-small (issue 6's bench size) with the autograd profiler and splits self time into
-convolutions (forward and backward) and everything else (neurons, BatchNorm, element-wise ops,
-optimiser). If everything but the convolutions took no time, a step would take the
-convolution time: that is the floor, and ``images/s at the floor`` the ceiling no fusion can pass.
+Profiles training steps (or sampling evaluations: inference mode, BatchNorm folded) of a preset
+(default fmnist-snn-small, issue 6's bench size; ``--preset fmnist-qann-signed-small`` and
+``fmnist-sdit-cpu-small`` show where the quantisers' and the WKV's time goes, benchmarks/RESULTS.md)
+with the autograd profiler and splits self time into convolutions (forward and backward) and
+everything else (neurons, BatchNorm, element-wise ops, optimiser). If everything but the
+convolutions took no time, a step would take the convolution time: that is the floor, and
+``images/s at the floor`` the ceiling no fusion can pass.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ def is_convolution(op_name: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="fmnist-snn-small")
     parser.add_argument("--what", choices=["train", "sample"], default="train")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    config = spikediff.get_preset("fmnist-snn-small")
+    config = spikediff.get_preset(args.preset)
     config = spikediff.Config(name=config.name, model=config.model, diffusion=config.diffusion, data=config.data,
                               train=type(config.train)(precision=args.precision,
                                                        compile="on" if args.compile else "off"))
@@ -46,7 +50,8 @@ def main() -> None:
     step_model = prepare_for_training(model, config)
     opt = make_optimizer(model, config)
     schedule = NoiseSchedule.linear()
-    x0 = torch.rand(args.batch, 1, 32, 32) * 2 - 1
+    size = config.model.image_size
+    x0 = torch.rand(args.batch, config.model.img_ch, size, size) * 2 - 1
 
     def train_step() -> None:
         with precision_context(args.precision, "cpu"):
@@ -74,7 +79,8 @@ def main() -> None:
     conv = sum(e.self_cpu_time_total for e in events if is_convolution(e.key)) / args.steps / 1000
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
     result = {
-        **provenance(), "what": args.what, "precision": args.precision, "compile": args.compile, "batch": args.batch,
+        **provenance(), "preset": args.preset, "what": args.what, "precision": args.precision, "compile": args.compile,
+        "batch": args.batch,
         "step_ms": round(total, 1), "convolution_ms": round(conv, 1), "convolution_share": round(conv / total, 3),
         "images_per_s": round(args.batch / total * 1000, 2),
         "images_per_s_at_floor": round(args.batch / conv * 1000, 2),
