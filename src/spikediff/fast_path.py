@@ -500,10 +500,11 @@ def output_agreement(reference: torch.Tensor, candidate: torch.Tensor,
 @torch.no_grad()
 def choose_sampling_path(model: nn.Module, x: torch.Tensor, t: torch.Tensor, device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", evaluations: int = 0,
-                         shape: dict | None = None, eager_under_auto: bool = False, *extra: torch.Tensor) -> Decision:
+                         shape: dict | None = None, eager_under_auto: bool = False, *extra: torch.Tensor,
+                         prior: tuple[float, float] | None = None) -> Decision:
     """The sampling path for ``model`` (in eval mode), verified on one evaluation ``model(x, t, *extra)``
     (the call the sampler makes: a class-guided batch is doubled, with its labels as ``extra``); the
-    budget is ``evaluations`` such evaluations at the measured speed."""
+    budget is ``evaluations`` such evaluations at the measured speed (``prior``: see :func:`_choose`)."""
 
     def run(net: nn.Module, p: str) -> torch.Tensor:
         with precision_context(p, device):
@@ -511,4 +512,5 @@ def choose_sampling_path(model: nn.Module, x: torch.Tensor, t: torch.Tensor, dev
 
     return _choose("sample", model, torch.device(device), precision, compile, lambda ms: evaluations * ms / 1000,
                    shape or {}, run, output_agreement, eager_under_auto,
-                   compiled_check=lambda eager, compiled, p: output_agreement(eager, compiled, COMPILED_OUTPUT_RTOL[p]))
+                   compiled_check=lambda eager, compiled, p: output_agreement(eager, compiled, COMPILED_OUTPUT_RTOL[p]),
+                   prior=prior)

@@ -148,9 +148,10 @@ def _choose_path(model: nn.Module, config: Config, noise: torch.Tensor, labels: 
             x, t, y = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, config.model.num_classes)])
         extra = (y,)
     shape = sampling_shape(config, len(x), fold_bn)
+    family = family_of(config)
     with threshold_scale(model, threshold):
         fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations, shape,
-                                    family_of(config).eager_under_auto, *extra)
+                                    family.eager_under_auto, *extra, prior=family.compile_prior.get("sample"))
     return agree_across_ranks(fast, model, device)
 
 

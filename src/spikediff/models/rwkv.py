@@ -34,12 +34,9 @@ def _scan(decay: torch.Tensor, inputs: torch.Tensor, reverse: bool = False) -> t
     reverse) two flips made the WKV about half of an ``fmnist-sdit-cpu-small`` training step.
     """
     out = torch.empty_like(inputs)
-    steps = range(len(inputs) - 1, 0, -1) if reverse else range(1, len(inputs))
-    last = -1 if reverse else 0
-    out[last].zero_()
-    for t in steps:
-        before = t - 1 if not reverse else t
-        into = t if not reverse else t - 1
+    order = range(len(inputs) - 1, -1, -1) if reverse else range(len(inputs))
+    out[order[0]].zero_()
+    for before, into in zip(order[:-1], order[1:], strict=True):
         torch.addcmul(inputs[before], decay, out[before], out=out[into])
     return out
 
