@@ -63,7 +63,7 @@ from spikediff.diffusion import NoiseSchedule, q_sample, to_x0_eps
 from spikediff.diffusion.schedule import gather
 from spikediff.families import family_of
 from spikediff.metrics import evaluate_images, score
-from spikediff.sample import generate, save_grid
+from spikediff.sample import class_labels, generate, save_grid
 from spikediff.train import train
 
 
@@ -129,11 +129,14 @@ def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
                       batch_size=100, precision=sampling.precision, fold_bn=True, on_fast_path=chosen.append)
     sample_s = time.perf_counter() - tic
     save_grid(images[:100], grid, 10)
-    result = evaluate_images(images, config.data.dataset, "classifier")
+    requested = class_labels(config, sampling.num, None)  # what generate asked a conditional model for
+    result = evaluate_images(images, config.data.dataset, "classifier", requested_classes=requested)
+    agreement = result.get("class_agreement")  # the share of samples the classifier puts in their requested class
     return {
         "weights": which, "heldout_loss": round(loss, 5),
         **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
         "classes": result["classes"]["shares"], "smallest_class_share": result["classes"]["smallest_share"],
+        **({"class_agreement": agreement} if agreement else {}),
         "sample_seconds": round(sample_s, 1), "sampling_path": str(chosen[0].path),
     }
 

@@ -68,6 +68,20 @@ def test_learning_curve_extends_a_run_instead_of_starting_again(tmp_path, monkey
         _learning_curve(monkeypatch, tmp_path, "--at-steps", "6", "--extend", "--weights", "model,ema")
 
 
+def test_learning_curve_measures_a_conditional_models_agreement_with_the_requested_class(
+        tmp_path, monkeypatch, small_fmnist_dir):
+    monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
+    _learning_curve(monkeypatch, tmp_path, "--at-steps", "1", "--set", "model.depth=2", "--weights", "model",
+                    preset="fmnist-sdit-cpu-small")
+    point = json.loads((tmp_path / "out" / "c.json").read_text())["points"][0]
+    agreement = point["class_agreement"]
+    assert 0 <= agreement["overall"] <= 1 and len(agreement["per_class"]) == 10
+    # 16 samples of classes i mod 10: the overall share is the per-class shares weighted by 2 or 1 samples
+    weights = [2] * 6 + [1] * 4
+    assert agreement["overall"] == pytest.approx(
+        sum(w * a for w, a in zip(weights, agreement["per_class"].values(), strict=True)) / 16, abs=1e-3)
+
+
 def test_learning_curve_scores_the_snn_a_quantised_ann_converts_to(tmp_path, monkeypatch, small_fmnist_dir):
     monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
     _learning_curve(monkeypatch, tmp_path, "--at-steps", "1,2", "--weights", "model,ema", "--convert", "3",

@@ -50,8 +50,50 @@ def test_wkv_recurrence_and_its_gradients_match_the_direct_sum():
     (naive_wkv(*ref) * grad_out).sum().backward()
     for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
-    # float32 in, float32 out (the scan itself runs in float64)
     assert wkv(w.float(), u.float(), k.float(), v.float()).dtype == torch.float32
+
+
+def test_two_way_wkv_and_its_gradients_are_the_mean_of_both_directions_direct_sums():
+    gen = torch.Generator().manual_seed(1)
+    w = torch.rand(4, generator=gen, dtype=torch.double) + 0.05
+    u = torch.randn(4, generator=gen, dtype=torch.double)
+    k, v = (torch.randn(2, 7, 4, generator=gen, dtype=torch.double) for _ in range(2))
+    ours = [a.clone().requires_grad_() for a in (w, u, k, v)]
+    ref = [a.clone().requires_grad_() for a in (w, u, k, v)]
+    y = wkv(*ours, two_way=True)
+    rw, ru, rk, rv = ref
+    expected = (naive_wkv(rw, ru, rk, rv) + naive_wkv(rw, ru, rk.flip(1), rv.flip(1)).flip(1)) / 2
+    torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+    grad_out = torch.randn(2, 7, 4, generator=gen, dtype=torch.double)
+    (y * grad_out).sum().backward()
+    (expected * grad_out).sum().backward()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
+
+
+def test_wkv_falls_back_to_the_float64_recurrence_where_float32_would_underflow():
+    from spikediff.models.rwkv import _wkv_as_matrix_product
+
+    gen = torch.Generator().manual_seed(2)
+    w = torch.rand(3, generator=gen) + 0.05
+    u = torch.randn(3, generator=gen)
+    k, v = (torch.randn(2, 6, 3, generator=gen) for _ in range(2))
+    k[0, 4, 1] = 120.0  # e^(k - max) of every other key of that channel underflows in float32
+    assert _wkv_as_matrix_product(w, u, k, v, two_way=False) is None
+    expected = naive_wkv(w.double(), u.double(), k.double(), v.double())
+    torch.testing.assert_close(wkv(w, u, k, v), expected.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_wkv_under_bf16_autocast_sums_in_float32():
+    gen = torch.Generator().manual_seed(3)
+    w = torch.rand(8, generator=gen) + 0.05
+    u = torch.randn(8, generator=gen)
+    k, v = (torch.randn(2, 40, 8, generator=gen).bfloat16() for _ in range(2))
+    expected = naive_wkv(w.double(), u.double(), k.double(), v.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = wkv(w, u, k, v)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.double(), expected, rtol=1e-2, atol=1e-2)  # bf16's rounding of the result only
 
 
 @pytest.mark.slow
