@@ -258,7 +258,7 @@ def spread(times: list[float]) -> float:
 
 def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, compile: str | bool,
             budget_s: Callable[[float], float], shape: dict, run: Callable[[nn.Module, str], object],
-            check: Callable[[object, object], tuple[str | None, str]], eager_under_auto: bool = False,
+            check: Callable[[object, object], tuple[str | None, str]],
             compiled_check: Callable[[object, object, str], tuple[str | None, str]] | None = None,
             prior: tuple[float, float] | None = None) -> Decision:
     """The shared algorithm of :func:`choose_training_path` and :func:`choose_sampling_path`.
@@ -327,9 +327,7 @@ def _choose(kind: str, model: nn.Module, device: torch.device, precision: str, c
         ms[chosen] = median_ms(lambda: run(model, chosen))
     if compile == "auto":
         budget = budget_s(ms[chosen])
-        if eager_under_auto:
-            report.append("torch.compile off: this model stays eager under compile=auto")
-        elif not compiler_available(device):
+        if not compiler_available(device):
             report.append("torch.compile off: no C compiler for inductor's CPU kernels")
         elif trial.get("problem"):
             report.append(f"torch.compile off: on this machine and model it failed before ({trial['problem']}); "
@@ -463,7 +461,7 @@ def trial_step(model: nn.Module, net: nn.Module, loss_fn: Callable[[nn.Module], 
 def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", budget_s: float = math.inf,
                          steps: float = math.inf, shape: dict | None = None,
-                         eager_under_auto: bool = False, prior: tuple[float, float] | None = None) -> Decision:
+                         prior: tuple[float, float] | None = None) -> Decision:
     """The training path for ``model``: ``loss_fn(net)`` is the first batch's loss through ``net``
     (``prior``: see :func:`_choose`).
 
@@ -477,7 +475,7 @@ def choose_training_path(model: nn.Module, loss_fn: Callable[[nn.Module], torch.
         return min(budget_s, steps * ms / 1000)
 
     return _choose("train", model, torch.device(device), precision, compile, remaining, shape or {}, run,
-                   gradient_agreement, eager_under_auto, prior=prior)
+                   gradient_agreement, prior=prior)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -500,7 +498,7 @@ def output_agreement(reference: torch.Tensor, candidate: torch.Tensor,
 @torch.no_grad()
 def choose_sampling_path(model: nn.Module, x: torch.Tensor, t: torch.Tensor, device: torch.device,
                          precision: str = "auto", compile: str | bool = "auto", evaluations: int = 0,
-                         shape: dict | None = None, eager_under_auto: bool = False, *extra: torch.Tensor,
+                         shape: dict | None = None, *extra: torch.Tensor,
                          prior: tuple[float, float] | None = None) -> Decision:
     """The sampling path for ``model`` (in eval mode), verified on one evaluation ``model(x, t, *extra)``
     (the call the sampler makes: a class-guided batch is doubled, with its labels as ``extra``); the
@@ -511,6 +509,6 @@ def choose_sampling_path(model: nn.Module, x: torch.Tensor, t: torch.Tensor, dev
             return net(x, t, *extra).float()
 
     return _choose("sample", model, torch.device(device), precision, compile, lambda ms: evaluations * ms / 1000,
-                   shape or {}, run, output_agreement, eager_under_auto,
+                   shape or {}, run, output_agreement,
                    compiled_check=lambda eager, compiled, p: output_agreement(eager, compiled, COMPILED_OUTPUT_RTOL[p]),
                    prior=prior)

@@ -77,7 +77,6 @@ _SDIT_MODEL = ModelConfig(arch="sdit", image_size=28, img_ch=3, ch=384, depth=4,
                           neuron=_SD_NEURON, num_classes=10, class_dropout=0.1, dropout=0.0)
 _SDIT_TRAIN = TrainConfig(batch_size=256, lr=1e-4, optimizer="adamw", weight_decay=0.01, grad_clip=0.0,
                           sample_sampler="ddpm", sample_steps=250, save_every=5000, sample_every=5000, sample_num=100)
-# (compile "auto" keeps SDiT eager: its family's rule, spikediff/families.py)
 
 
 def _sdit(dataset: str, steps_per_epoch: int, **model) -> Config:

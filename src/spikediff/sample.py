@@ -151,7 +151,7 @@ def _choose_path(model: nn.Module, config: Config, noise: torch.Tensor, labels: 
     family = family_of(config)
     with threshold_scale(model, threshold):
         fast = choose_sampling_path(model, x, t, device, precision, compile, evaluations, shape,
-                                    family.eager_under_auto, *extra, prior=family.compile_prior.get("sample"))
+                                    *extra, prior=family.compile_prior.get("sample"))
     return agree_across_ranks(fast, model, device)
 
 

@@ -361,7 +361,7 @@ def _train(config: Config, out_dir: Path, d: Dist, device: torch.device, *, resu
     fast = choose_training_path(
         model, first_loss, device, precision, compile_mode, budget_s=deadline - time.monotonic(),
         steps=(t.total_steps - start) * t.grad_accum, shape=training_shape(config, micro),
-        eager_under_auto=family.eager_under_auto, prior=family.compile_prior.get("train"),
+        prior=family.compile_prior.get("train"),
     )
     fast = agree_across_ranks(fast, model, device)
     if d.main:
