@@ -397,6 +397,24 @@ def test_zero_gate_starts_every_block_as_the_identity_gate():
     assert plain.recon_out.weight.abs().sum() > 0  # the paper's gate: random multiplications at init
 
 
+def test_sdit_compiled_gives_the_eager_output_and_its_gradients(caplog):
+    """compile=auto may now compile SDiT (its WKV is a matrix product): the compiled network, breaking
+    its graph only at the WKV's underflow check, computes what the eager one does, silently."""
+    torch.manual_seed(0)
+    model = build_model(replace(TINY_SDIT, two_way_scan=True, condition_every_block=True))
+    x, t, y = torch.randn(4, 1, 28, 28), torch.tensor([1, 200, 600, 999]), torch.tensor([0, 3, 5, 9])
+    eager = model(x, t, y)
+    eager.square().sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    compiled = torch.compile(model)(x, t, y)
+    compiled.square().sum().backward()
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    for got, want in zip([p.grad for p in model.parameters() if p.grad is not None], eager_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
+    assert "Graph break" not in caplog.text
+
+
 def test_two_way_scan_lets_early_tokens_see_later_ones():
     from spikediff.models.rwkv import TimeMix
 

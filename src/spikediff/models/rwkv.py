@@ -95,6 +95,14 @@ def _decay_matrices(w: torch.Tensor, u: torch.Tensor, length: int, two_way: bool
     return torch.cat([causal, causal.transpose(1, 2)], dim=1) if two_way else causal
 
 
+@torch.compiler.disable
+def _underflows(den: torch.Tensor) -> bool:
+    """Whether a denominator fell below the smallest normal number of its dtype. Outside any compiled
+    graph: the answer decides which Python path runs, so a compiled model breaks its graph here, as it
+    would at the comparison itself, but without torch's warning about reading a tensor's value."""
+    return bool((den < torch.finfo(den.dtype).tiny).any())
+
+
 def _wkv_as_matrix_product(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            two_way: bool) -> torch.Tensor | None:
     """The WKV of ``k, v [B, L, C]`` as one batched matrix product (averaged over both directions when
@@ -110,7 +118,7 @@ def _wkv_as_matrix_product(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v:
         stacked = torch.cat([ek * v, ek]).permute(2, 1, 0).contiguous()  # [C, L, 2B]
         sums = _decay_matrices(w.to(dtype), u.to(dtype), length, two_way) @ stacked  # [C, (2)L, 2B]
         num, den = sums.split(batch, dim=2)
-        if bool((den < torch.finfo(dtype).tiny).any()):
+        if _underflows(den):
             return None
         mixed = num / den
         if two_way:
