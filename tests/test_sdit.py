@@ -72,7 +72,7 @@ def test_two_way_wkv_and_its_gradients_are_the_mean_of_both_directions_direct_su
 
 
 def test_wkv_falls_back_to_the_float64_recurrence_where_float32_would_underflow():
-    from spikediff.models.rwkv import _wkv_as_matrix_product
+    from spikediff.models.rwkv import _WKV, _wkv_as_matrix_product
 
     gen = torch.Generator().manual_seed(2)
     w = torch.rand(3, generator=gen) + 0.05
@@ -82,6 +82,15 @@ def test_wkv_falls_back_to_the_float64_recurrence_where_float32_would_underflow(
     assert _wkv_as_matrix_product(w, u, k, v, two_way=False) is None
     expected = naive_wkv(w.double(), u.double(), k.double(), v.double())
     torch.testing.assert_close(wkv(w, u, k, v), expected.float(), rtol=1e-5, atol=1e-5)
+    # the fallback's written-out backward, against autograd through the direct sum
+    ours = [a.double().requires_grad_() for a in (w, u, k, v)]
+    ref = [a.double().requires_grad_() for a in (w, u, k, v)]
+    grad_out = torch.randn(2, 6, 3, generator=gen, dtype=torch.double)
+    scanned = _WKV.apply(ours[0], ours[1], ours[2].transpose(0, 1), ours[3].transpose(0, 1)).transpose(0, 1)
+    (scanned * grad_out).sum().backward()
+    (naive_wkv(*ref) * grad_out).sum().backward()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
 
 
 def test_wkv_under_bf16_autocast_sums_in_float32():
