@@ -37,19 +37,31 @@ def naive_wkv(w, u, k, v):
     return out
 
 
+def two_way_naive_wkv(w, u, k, v):
+    """The mean of the direct sums from the first token and from the last."""
+    return (naive_wkv(w, u, k, v) + naive_wkv(w, u, k.flip(1), v.flip(1)).flip(1)) / 2
+
+
+def assert_gradients_match(fn, reference, inputs, gen):
+    """``fn`` and ``reference`` back-propagate the same random output gradient to the same input gradients
+    (in float64)."""
+    ours = [a.detach().double().requires_grad_() for a in inputs]
+    ref = [a.detach().double().requires_grad_() for a in inputs]
+    y, expected = fn(*ours), reference(*ref)
+    grad_out = torch.randn(y.shape, generator=gen, dtype=torch.double)
+    (y * grad_out).sum().backward()
+    (expected * grad_out).sum().backward()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
+
+
 def test_wkv_recurrence_and_its_gradients_match_the_direct_sum():
     gen = torch.Generator().manual_seed(0)
     w = torch.rand(5, generator=gen, dtype=torch.double) * 2 + 0.05
     u = torch.randn(5, generator=gen, dtype=torch.double)
     k, v = (torch.randn(3, 9, 5, generator=gen, dtype=torch.double) * 2 for _ in range(2))
     torch.testing.assert_close(wkv(w, u, k, v), naive_wkv(w, u, k, v), rtol=1e-10, atol=1e-10)
-    ours = [a.clone().requires_grad_() for a in (w, u, k, v)]
-    ref = [a.clone().requires_grad_() for a in (w, u, k, v)]
-    grad_out = torch.randn(3, 9, 5, generator=gen, dtype=torch.double)
-    (wkv(*ours) * grad_out).sum().backward()
-    (naive_wkv(*ref) * grad_out).sum().backward()
-    for a, b in zip(ours, ref, strict=True):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
+    assert_gradients_match(wkv, naive_wkv, (w, u, k, v), gen)
     assert wkv(w.float(), u.float(), k.float(), v.float()).dtype == torch.float32
 
 
@@ -58,17 +70,8 @@ def test_two_way_wkv_and_its_gradients_are_the_mean_of_both_directions_direct_su
     w = torch.rand(4, generator=gen, dtype=torch.double) + 0.05
     u = torch.randn(4, generator=gen, dtype=torch.double)
     k, v = (torch.randn(2, 7, 4, generator=gen, dtype=torch.double) for _ in range(2))
-    ours = [a.clone().requires_grad_() for a in (w, u, k, v)]
-    ref = [a.clone().requires_grad_() for a in (w, u, k, v)]
-    y = wkv(*ours, two_way=True)
-    rw, ru, rk, rv = ref
-    expected = (naive_wkv(rw, ru, rk, rv) + naive_wkv(rw, ru, rk.flip(1), rv.flip(1)).flip(1)) / 2
-    torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
-    grad_out = torch.randn(2, 7, 4, generator=gen, dtype=torch.double)
-    (y * grad_out).sum().backward()
-    (expected * grad_out).sum().backward()
-    for a, b in zip(ours, ref, strict=True):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(wkv(w, u, k, v, two_way=True), two_way_naive_wkv(w, u, k, v), rtol=1e-10, atol=1e-10)
+    assert_gradients_match(lambda *a: wkv(*a, two_way=True), two_way_naive_wkv, (w, u, k, v), gen)
 
 
 def test_wkv_falls_back_to_the_float64_recurrence_where_float32_would_underflow():
@@ -83,14 +86,10 @@ def test_wkv_falls_back_to_the_float64_recurrence_where_float32_would_underflow(
     expected = naive_wkv(w.double(), u.double(), k.double(), v.double())
     torch.testing.assert_close(wkv(w, u, k, v), expected.float(), rtol=1e-5, atol=1e-5)
     # the fallback's written-out backward, against autograd through the direct sum
-    ours = [a.double().requires_grad_() for a in (w, u, k, v)]
-    ref = [a.double().requires_grad_() for a in (w, u, k, v)]
-    grad_out = torch.randn(2, 6, 3, generator=gen, dtype=torch.double)
-    scanned = _WKV.apply(ours[0], ours[1], ours[2].transpose(0, 1), ours[3].transpose(0, 1)).transpose(0, 1)
-    (scanned * grad_out).sum().backward()
-    (naive_wkv(*ref) * grad_out).sum().backward()
-    for a, b in zip(ours, ref, strict=True):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9)
+    def scanned(w, u, k, v):
+        return _WKV.apply(w, u, k.transpose(0, 1), v.transpose(0, 1)).transpose(0, 1)
+
+    assert_gradients_match(scanned, naive_wkv, (w, u, k, v), gen)
 
 
 def test_wkv_under_bf16_autocast_sums_in_float32():
