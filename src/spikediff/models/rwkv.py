@@ -80,6 +80,11 @@ class _WKV(torch.autograd.Function):
         return grad_w.to(w.dtype), grad_u.to(u.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype)
 
 
+def _wkv_as_scan(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The one-way WKV of ``k, v [B, L, C]`` as the float64 recurrence (:class:`_WKV`, sequence-first)."""
+    return _WKV.apply(w, u, k.transpose(0, 1), v.transpose(0, 1)).transpose(0, 1)
+
+
 def _decay_matrices(w: torch.Tensor, u: torch.Tensor, length: int, two_way: bool) -> torch.Tensor:
     """``[C, L, L]``: the causal decay matrix ``D`` of each channel (see the module docstring), with
     ``D`` transposed (the scan from the last token back) stacked under it when ``two_way``:
@@ -133,10 +138,9 @@ def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, two_
     product = _wkv_as_matrix_product(w, u, k, v, two_way)
     if product is not None:
         return product.to(out_dtype)
-    mixed = _WKV.apply(w, u, k.transpose(0, 1), v.transpose(0, 1)).transpose(0, 1)
+    mixed = _wkv_as_scan(w, u, k, v)
     if two_way:
-        back = _WKV.apply(w, u, k.flip(1).transpose(0, 1), v.flip(1).transpose(0, 1)).transpose(0, 1).flip(1)
-        mixed = (mixed + back) / 2
+        mixed = (mixed + _wkv_as_scan(w, u, k.flip(1), v.flip(1)).flip(1)) / 2
     return mixed
 
 
