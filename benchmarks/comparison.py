@@ -11,7 +11,8 @@ step count is whatever the budget reaches; ``train.total_steps`` is lifted so th
 limit), then ``--num`` samples with ``--steps`` network evaluations (DPM-Solver++ for the Gaussian
 models, the absorbing sampler for Spiking-Diffusion), scored with the project's classifier features
 (FID, KID, precision/recall against the training set; not Inception), the class coverage of the
-samples (the share the project's classifier assigns to each class), energy per image from
+samples (the share the project's classifier assigns to each class), for a class-conditional row
+(image i asked for class i mod 10) how often the classifier sees the requested class, energy per image from
 ``spikediff energy`` (45 nm) and the SNN / ANN ratio where the model has an ANN twin. Two-stage rows
 split the budget: Spiking-Diffusion half VQ-SVAE, half diffusion; the TSM row fine-tunes the
 Spiking U-Net row's result for a quarter budget more; the converted SNN is the quantised ANN row's
@@ -55,7 +56,7 @@ import spikediff  # noqa: E402
 from spikediff.families import family_of  # noqa: E402
 from spikediff.fast_path import cpu_facts  # noqa: E402
 from spikediff.metrics import evaluate_images, score, score_key  # noqa: E402
-from spikediff.sample import generate, save_grid  # noqa: E402
+from spikediff.sample import class_labels, generate, save_grid  # noqa: E402
 
 CHUNK = 1000
 # a row is ranked only when its samples pass as the data: recall (fmnist-classifier, k=3) and the smallest
@@ -106,6 +107,10 @@ ROWS: dict[str, Row] = {
         Stage("diffusion", "sd-diffusion-fmnist", 0.5, ["model.spike_steps=4", "model.ch=32"],
               init_from="spiking-diffusion/vq")]),
     "sdit": Row("SDiT (class-conditional, cfg 1)", [Stage("train", "fmnist-sdit-small")], conditional=True),
+    "sdit-fast": Row("SDiT, CPU levers + lr 1e-3 (fmnist-sdit-fast-small, cfg 1)",
+                     [Stage("train", "fmnist-sdit-fast-small")], conditional=True),
+    "sdit-fast-ann": Row("its ANN twin (fmnist-sdit-fast-ann-small, cfg 1)",
+                         [Stage("train", "fmnist-sdit-fast-ann-small")], conditional=True),
 }
 
 
@@ -224,7 +229,9 @@ def measure(row: str, spec: Row, args) -> dict:
         log = args.work / row / stage.name / "log.jsonl"
         logs += [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     rates = [r["images_per_s"] for r in logs if "images_per_s" in r]
-    scored = evaluate_images(images, config.data.dataset, "classifier")
+    # a conditional row sampled image i of class i mod num_classes (generate's default): the classifier's agreement
+    requested = class_labels(config, len(images), None)
+    scored = evaluate_images(images, config.data.dataset, "classifier", requested_classes=requested)
     return {
         "row": row, "model": spec.label, "checkpoint": str(ckpt), "arch": config.model.arch,
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -238,6 +245,7 @@ def measure(row: str, spec: Row, args) -> dict:
         "sampling_paths": sorted({str(p["path"]) if "path" in p else "compiled, not verified" for p in loaded}),
         "energy_per_image_mj": energy["energy_per_image_mj"], "snn_over_ann": energy.get("snn_over_ann"),
         "conditional": spec.conditional, **scored["scores"], "classes": scored["classes"],
+        **({"class_agreement": scored["class_agreement"]} if "class_agreement" in scored else {}),
     }
 
 
@@ -280,7 +288,8 @@ def table(rows: list[dict]) -> str:
     kid = next(k for k in rows[0] if k.startswith("KID ("))
     machines = len({machine_name(r) for r in rows}) > 1
     header = (f"| rank | model | params | budget (steps) | train img/s | sampler (NFE) | samples | {fid} | KID | "
-              "precision | recall | smallest class | energy / image (45 nm) | SNN/ANN | sample img/s (path) |"
+              "precision | recall | smallest class | class agreement | energy / image (45 nm) | SNN/ANN | "
+              "sample img/s (path) |"
               + (" machine |" if machines else ""))
     lines = [header, "|---" * header.count(" |") + "|"]
     why = {r["row"]: unranked_because(r) for r in rows}
@@ -291,10 +300,12 @@ def table(rows: list[dict]) -> str:
         classes = r.get("classes")
         smallest = f"{classes['smallest']} {classes['smallest_share']:.1%}" if classes else "-"
         path = f" ({', '.join(r['sampling_paths'])})" if r.get("sampling_paths") else ""
+        agreement = f"{r['class_agreement']['overall']:.3f}" if "class_agreement" in r else "-"
         lines.append(f"| {rank if rank <= len(ranked) else 'not ranked'} | {r['model']} | {r['params_trainable']:,} | "
                      f"{budget_cell(r, rows)} | {r['train_images_per_s_median']} | {r['sampler']} ({r['steps']}) | "
                      f"{r['num_samples']:,} | {r[fid]:.1f} | {r[kid]:.2f} | {score(r, 'precision'):.3f} | "
-                     f"{score(r, 'recall'):.3f} | {smallest} | {r['energy_per_image_mj']:.3f} mJ | {ratio} | "
+                     f"{score(r, 'recall'):.3f} | {smallest} | {agreement} | {r['energy_per_image_mj']:.3f} mJ | "
+                     f"{ratio} | "
                      f"{r['sampling_images_per_s']:.1f}{path} |" + (f" {machine_name(r)} |" if machines else ""))
     reasons = [f"- {r['model']}: not ranked, {why[r['row']]}" for r in unranked]
     return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"

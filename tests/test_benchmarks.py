@@ -129,6 +129,11 @@ def test_comparison_ranks_only_the_rows_that_draw_the_data(monkeypatch):
     assert "machine |" not in text
     rows[1]["sampling_paths"] = ["bf16 compiled"]  # the fast path each row sampled on, where recorded
     assert "| 5.0 (bf16 compiled) |" in comparison.table(rows) and "| 5.0 |" in comparison.table(rows)
+    rows[2]["class_agreement"] = {"overall": 0.4512, "per_class": {}}  # a conditional row: its classes agree
+    lines = [line.split(" | ") for line in comparison.table(rows).splitlines() if line.startswith("| ")]
+    column = lines[0].index("class agreement")
+    assert {cells[1]: cells[column] for cells in lines[2:]} == {"ann-twin": "-", "spiking-unet": "-", "sdit": "0.451",
+                                                                 "fsddim-style": "-"}
     rows[0]["meta"]["machine"]["model"] = "CPU B"  # rows from two machines name theirs
     assert "| machine |" in comparison.table(rows) and "CPU B" in comparison.table(rows)
 

@@ -434,6 +434,92 @@ def test_two_way_scan_lets_early_tokens_see_later_ones():
         assert bool(moved) == first_token_moves
 
 
+def test_grid_shift_brings_each_patch_its_four_neighbours_and_leaves_the_other_tokens_their_predecessor():
+    from spikediff.models.rwkv import grid_shift
+
+    grid, dim = 3, 10  # quarters of 2, 2, 2 and 4 channels
+    x = torch.randn(2, 1 + grid * grid + 2, dim)
+    shifted = grid_shift(x, grid)
+
+    def cell(r: int, c: int) -> torch.Tensor:
+        return x[:, 1 + r * grid + c] if 0 <= r < grid and 0 <= c < grid else torch.zeros(2, dim)
+
+    for r in range(grid):
+        for c in range(grid):
+            got = shifted[:, 1 + r * grid + c]
+            torch.testing.assert_close(got[:, 0:2], cell(r, c - 1)[:, 0:2], rtol=0, atol=0)  # from the left
+            torch.testing.assert_close(got[:, 2:4], cell(r, c + 1)[:, 2:4], rtol=0, atol=0)  # from the right
+            torch.testing.assert_close(got[:, 4:6], cell(r - 1, c)[:, 4:6], rtol=0, atol=0)  # from above
+            torch.testing.assert_close(got[:, 6:], cell(r + 1, c)[:, 6:], rtol=0, atol=0)  # from below
+    assert torch.equal(shifted[:, 0], torch.zeros(2, dim))  # the condition token: nothing before it
+    assert torch.equal(shifted[:, 10:], x[:, 9:11])  # the reconstruction tokens: their predecessors
+
+
+def test_grid_shift_lets_a_patch_see_the_patch_below_it_through_a_one_way_scan():
+    """One way and with the 1D shift, the first patch token sees nothing after it; with the grid shift
+    it sees the patch below it (``grid`` tokens later) in one time-mix."""
+    from functools import partial
+
+    from spikediff.models.rwkv import TimeMix, grid_shift
+
+    torch.manual_seed(0)
+    grid = 3
+    x = torch.randn(1, 1 + grid * grid, 16)
+    below = x.clone()
+    below[0, 1 + grid] += 1.0  # the patch under the first one
+    for shift, first_patch_moves in [({}, False), ({"shift": partial(grid_shift, grid=grid)}, True)]:
+        mix = TimeMix(16, 0, 4, **shift)
+        with torch.no_grad():
+            moved = (mix(below) - mix(x))[0, 1].abs().max() > 1e-6
+        assert bool(moved) == first_patch_moves
+
+
+def test_sincos_positions_start_every_patch_token_at_its_own_2d_code():
+    from spikediff.models.sdit import sincos_positions
+
+    code = sincos_positions(32, 7)
+    assert code.shape == (49, 32) and code.abs().max() <= 1.0
+    assert torch.cdist(code, code).add(torch.eye(49) * 1e3).min() > 0.1  # every position its own code
+    # the row's half depends on the row only, the column's half on the column only
+    grid = code.view(7, 7, 32)
+    assert torch.equal(grid[:, :1, :16].expand(-1, 7, -1), grid[..., :16])
+    assert torch.equal(grid[:1, :, 16:].expand(7, -1, -1), grid[..., 16:])
+    model = build_model(replace(TINY_SDIT, sincos_positions=True))
+    assert torch.equal(model.pos_embed[0, 1:], code) and torch.equal(model.pos_embed[0, 0], torch.zeros(32))
+    assert build_model(TINY_SDIT).pos_embed.abs().sum() == 0  # the paper's: zero at start
+    assert model.pos_embed.requires_grad  # learned from there
+    with pytest.raises(ValueError, match="divisible by 4"):
+        build_model(replace(TINY_SDIT, ch=30, sincos_positions=True))
+
+
+def test_input_skip_adds_a_conv_of_the_noisy_input_that_starts_at_zero():
+    """``model.input_skip``: the output conv reads the noisy input beside the transformer's output; its
+    weights on the input start at 0 (the network's first outputs are the plain ones) and add exactly a
+    3x3 convolution of the input once trained."""
+    torch.manual_seed(0)
+    model = build_model(replace(TINY_SDIT, input_skip=True)).eval()
+    x, t, y = torch.randn(2, 1, 28, 28), torch.tensor([10, 900]), torch.tensor([2, 7])
+    skip_weights = model.conv.weight[:, 1:]
+    assert model.conv.in_channels == 2 and skip_weights.abs().sum() == 0
+    with torch.no_grad():
+        before = model(x, t, y)
+        kernel = torch.randn_like(skip_weights)
+        skip_weights.copy_(kernel)
+        after = model(x, t, y)
+    torch.testing.assert_close(after - before, torch.nn.functional.conv2d(x, kernel, padding=1), rtol=1e-4, atol=1e-5)
+
+
+def test_fast_preset_is_the_cpu_preset_with_its_measured_lever_only():
+    from dataclasses import asdict
+
+    cpu, fast = spikediff.get_preset("fmnist-sdit-cpu-small"), spikediff.get_preset("fmnist-sdit-fast-small")
+    differs = {f"{part}.{k}" for part in ("model", "diffusion", "train", "data")
+               for k, v in asdict(getattr(fast, part)).items() if asdict(getattr(cpu, part))[k] != v}
+    assert differs == {"train.lr"} and fast.train.lr == 2 * cpu.train.lr
+    twin = spikediff.get_preset("fmnist-sdit-fast-ann-small")
+    assert replace(twin.model, arch="sdit") == fast.model and twin.train == fast.train
+
+
 def test_condition_every_block_reaches_every_patch_token():
     """Added at every block (zero-initialised, so the model starts as the plain one), the class moves
     every patch token's features once the projection has learned anything."""

@@ -130,12 +130,19 @@ class ModelConfig:
     depth: int = 4  # sdit: blocks = depth // 2 in, 1 middle, depth // 2 out (with long skips)
     patch_size: int = 2  # sdit
     learn_sigma: bool = False  # sdit: also output the reverse variance (IDDPM hybrid loss), as SDiT's reference
-    # sdit levers (not the paper's; docs/architecture.md): the reconstruction gate's output zero-initialised, so
-    # each block starts as the identity (DiT's adaLN-Zero gates); the condition added to every token at every
-    # block through a zero-initialised linear, beside its leading token; the WKV scan run both ways over the tokens
+    # sdit levers (not the paper's; measured in benchmarks/RESULTS.md's SDiT sections): the reconstruction
+    # gate's output zero-initialised, so each block starts as the identity (DiT's adaLN-Zero gates); the
+    # condition added to every token at every block through a zero-initialised linear, beside its leading
+    # token; the WKV scan run both ways over the tokens
     zero_gate: bool = False
     condition_every_block: bool = False
     two_way_scan: bool = False
+    # sdit levers that show the tokens the image's grid: the patch tokens' token shift from their left, right,
+    # upper and lower neighbours (Vision-RWKV's quad shift), and position embeddings started at DiT's 2D sin-cos
+    grid_shift: bool = False
+    sincos_positions: bool = False
+    # sdit lever: the output 3x3 conv also reads the noisy input (weights zero at start)
+    input_skip: bool = False
     # class conditioning (spiking_unet, ann_unet, sdit): 0 = unconditional; labels are dropped to a
     # learned "null" class with probability class_dropout in training, for classifier-free guidance
     num_classes: int = 0

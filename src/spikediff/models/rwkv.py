@@ -21,6 +21,7 @@ the recurrence itself, run as linear scans in float64 with its backward pass wri
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +150,30 @@ def _token_shift(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, 0, 1, -1))
 
 
+# [B, rows, cols, C] pads that bring each cell its left, right, upper and lower neighbour (zeros at the border)
+_NEIGHBOURS = ((0, 0, 1, -1), (0, 0, -1, 1), (0, 0, 0, 0, 1, -1), (0, 0, 0, 0, -1, 1))
+
+
+def grid_shift(x: torch.Tensor, grid: int, start: int = 1) -> torch.Tensor:
+    """The token shift of an image's patch tokens taken from their 2D neighbours (Vision-RWKV's quad-
+    directional shift): tokens ``start .. start + grid^2`` are a ``grid x grid`` raster, and each one's
+    channels, in four quarters, come from its left, right, upper and lower neighbour. The tokens around
+    them (SDiT's condition token in front, its reconstruction tokens after) keep :func:`_token_shift`.
+
+    Why: in raster order a patch's predecessor is its left neighbour, or the last patch of the row above;
+    the patch below it is ``grid`` tokens away. The 1D shift gives a patch no look at the patches above
+    and below it, which is where a denoiser finds most of what it needs to join patches into one image.
+    """
+    batch, _, dim = x.shape
+    end = start + grid * grid
+    cells = x[:, start:end].reshape(batch, grid, grid, dim)
+    quarter = dim // 4
+    parts = cells.split([quarter, quarter, quarter, dim - 3 * quarter], dim=-1)
+    from_neighbours = torch.cat([F.pad(part, pad) for part, pad in zip(parts, _NEIGHBOURS, strict=True)], dim=-1)
+    flat = _token_shift(x)
+    return torch.cat([flat[:, :start], from_neighbours.reshape(batch, grid * grid, dim), flat[:, end:]], dim=1)
+
+
 def _mix(x: torch.Tensor, previous: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
     """Per-channel interpolation between a token and its predecessor (promotes bf16 under autocast)."""
     return x * ratio + previous * (1 - ratio)
@@ -165,9 +190,11 @@ class TimeMix(nn.Module):
     keeps them (its linear layers are then re-initialised Xavier-uniform by the model).
     """
 
-    def __init__(self, dim: int, layer_id: int, num_layers: int, two_way: bool = False) -> None:
+    def __init__(self, dim: int, layer_id: int, num_layers: int, two_way: bool = False,
+                 shift: Callable[[torch.Tensor], torch.Tensor] = _token_shift) -> None:
         super().__init__()
         self.two_way = two_way  # also scan from the last token back, and average: every token sees every other
+        self.shift = shift  # which tokens each token is interpolated with (its predecessor, or grid_shift's)
         early = layer_id / max(num_layers - 1, 1)  # 0 at the first layer, 1 at the last
         late = 1.0 - layer_id / num_layers  # 1 at the first layer, towards 0 at the last
         h = torch.arange(dim, dtype=torch.float32) / max(dim - 1, 1)
@@ -184,7 +211,7 @@ class TimeMix(nn.Module):
         self.output = nn.Linear(dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xx = _token_shift(x)
+        xx = self.shift(x)
         k = self.key(_mix(x, xx, self.time_mix_k))
         v = self.value(_mix(x, xx, self.time_mix_v))
         r = self.receptance(_mix(x, xx, self.time_mix_r))
@@ -196,8 +223,10 @@ class TimeMix(nn.Module):
 class ChannelMix(nn.Module):
     """RWKV-4 channel-mixing: ``sigmoid(Wr x_r) * Wv(relu(Wk x_k)^2)``, a 4x-wide squared-ReLU MLP."""
 
-    def __init__(self, dim: int, layer_id: int, num_layers: int) -> None:
+    def __init__(self, dim: int, layer_id: int, num_layers: int,
+                 shift: Callable[[torch.Tensor], torch.Tensor] = _token_shift) -> None:
         super().__init__()
+        self.shift = shift
         late = 1.0 - layer_id / num_layers
         ramp = _channel_ramp(dim)
         self.time_mix_k = nn.Parameter(ramp**late)
@@ -207,6 +236,6 @@ class ChannelMix(nn.Module):
         self.value = nn.Linear(4 * dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xx = _token_shift(x)
+        xx = self.shift(x)
         k = torch.relu(self.key(_mix(x, xx, self.time_mix_k))).square()
         return torch.sigmoid(self.receptance(_mix(x, xx, self.time_mix_r))) * self.value(k)

@@ -26,15 +26,29 @@ the predicted x0, the project's samplers clip it to [-1, 1].
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
 from spikediff.config import ModelConfig
 from spikediff.models.layers import TimeEmbedding, add_class, class_embedding
-from spikediff.models.rwkv import ChannelMix, TimeMix
+from spikediff.models.rwkv import ChannelMix, TimeMix, grid_shift
 from spikediff.snn import make_neuron
 
 FREQUENCY_DIM = 256  # DiT's width of the sinusoidal step features
+
+
+def sincos_positions(dim: int, grid: int) -> torch.Tensor:
+    """``[grid^2, dim]``: DiT's 2D sine-cosine position code of a raster of patches, half the channels
+    for the row and half for the column, each half sines then cosines of the index at ``dim / 4``
+    frequencies from 1 down to 1/10000. ``model.sincos_positions`` starts the learned position
+    embeddings here instead of at zero, so that from the first step a patch token says where it is."""
+    quarter = dim // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    angles = [axis.reshape(-1, 1).double() * frequencies for axis in (rows, cols)]
+    return torch.cat([f(a) for a in angles for f in (torch.sin, torch.cos)], dim=1).float()
 
 
 class SDiTBlock(nn.Module):
@@ -50,8 +64,10 @@ class SDiTBlock(nn.Module):
         self.condition = nn.Linear(dim, dim) if config.condition_every_block else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.time_mix = TimeMix(dim, layer_id, config.depth, two_way=config.two_way_scan)
-        self.channel_mix = ChannelMix(dim, layer_id, config.depth)
+        # model.grid_shift: the patch tokens' token shift from their four neighbours in the image
+        shift = {"shift": partial(grid_shift, grid=config.image_size // config.patch_size)} if config.grid_shift else {}
+        self.time_mix = TimeMix(dim, layer_id, config.depth, two_way=config.two_way_scan, **shift)
+        self.channel_mix = ChannelMix(dim, layer_id, config.depth, **shift)
         self.neuron1 = make_neuron(config.neuron) if spiking else None
         self.neuron2 = make_neuron(config.neuron) if spiking else None
         self.recon_tokens = nn.Parameter(torch.ones(1, num_tokens, dim))
@@ -88,6 +104,9 @@ class SDiT(nn.Module):
         if config.image_size % config.patch_size:
             raise ValueError(f"model.image_size {config.image_size} must divide by model.patch_size "
                              f"{config.patch_size}")
+        if config.sincos_positions and config.ch % 4:
+            raise ValueError(f"model.sincos_positions needs model.ch divisible by 4 (a sine and a cosine per "
+                             f"image axis), got {config.ch}")
         if config.depth < 2 or config.depth % 2:
             raise ValueError(f"model.depth must be even and >= 2 (in + out blocks around a middle one), "
                              f"got {config.depth}")
@@ -107,7 +126,9 @@ class SDiT(nn.Module):
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.out_ch = 2 * c if config.learn_sigma else c
         self.final_linear = nn.Linear(dim, p * p * self.out_ch)
-        self.conv = nn.Conv2d(self.out_ch, self.out_ch, 3, padding=1)
+        # model.input_skip: the output conv also reads the noisy input, so a prediction close to a multiple of
+        # it (the noise at large t) need not pass through every block's per-token LayerNorms
+        self.conv = nn.Conv2d(self.out_ch + (c if config.input_skip else 0), self.out_ch, 3, padding=1)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -124,6 +145,11 @@ class SDiT(nn.Module):
         nn.init.normal_(self.time_embedding.linear2.weight, std=0.02)
         nn.init.zeros_(self.final_linear.weight)
         nn.init.zeros_(self.final_linear.bias)
+        if self.config.input_skip:  # the input's weights start at 0: the network starts as without the skip
+            nn.init.zeros_(self.conv.weight[:, self.out_ch:])
+        if self.config.sincos_positions:  # the patch tokens'; the condition token's stays 0
+            with torch.no_grad():
+                self.pos_embed[0, 1:] = sincos_positions(self.config.ch, self.grid)
         for block in self.blocks():
             if self.config.zero_gate:  # scale 0: x + x * 0, the block's gate starts as the identity
                 nn.init.zeros_(block.recon_out.weight)
@@ -153,8 +179,8 @@ class SDiT(nn.Module):
         h = self.mid_block(h, cond)
         for block in self.out_blocks:
             h = block(h, cond, skips.pop())
-        h = self.final_linear(self.final_norm(h))[:, 1:]
-        return self.conv(self.unpatchify(h))
+        h = self.unpatchify(self.final_linear(self.final_norm(h))[:, 1:])
+        return self.conv(torch.cat([h, x.to(h.dtype)], dim=1) if self.config.input_skip else h)
 
 
 class ANNSDiT(SDiT):
