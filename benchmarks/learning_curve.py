@@ -19,7 +19,9 @@ weights with the live model's BatchNorm statistics: what the EMA did before it k
 comparison of two recipes then does not depend on what else the machine was running, and the
 minutes column is what the segments took here. Every point also gets the held-out loss: the
 epsilon error of the network on 512 Fashion-MNIST test images at 512 evenly spread diffusion steps
-with fixed noise (eval mode), a low-variance measure to read beside the sampled scores.
+with fixed noise (eval mode), a low-variance measure to read beside the sampled scores, and the same
+error by eighths of the diffusion steps (``heldout_loss_by_t``, low noise first): a model can trail
+another mostly at high noise (the global layout) or at low noise (the detail).
 
 ``--convert T`` (a quantised-ANN preset, ``fmnist-qann-small``) also scores, at every point and for
 every weight set, the T-step SNN that ``spikediff ann2snn`` converts it to: the ANN-to-SNN route's
@@ -84,9 +86,10 @@ def weights(ckpt: Path, which: str) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> float:
-    """Mean squared epsilon error on the first ``count`` test images, or all of a smaller test split (see the
-    module docstring)."""
+def heldout_errors(model: torch.nn.Module, config: Config, count: int = 512) -> torch.Tensor:
+    """The squared epsilon error of each of the first ``count`` test images (or all of a smaller test split),
+    image ``i`` noised to the ``i``-th of ``count`` evenly spread diffusion steps: ``[count]``, in order of the
+    step (see the module docstring)."""
     test_set = load_dataset(config.data, config.model.image_size, "test")
     count = min(count, len(test_set))
     images = torch.stack([test_set[i] for i in range(count)])
@@ -101,8 +104,8 @@ def heldout_loss(model: torch.nn.Module, config: Config, count: int = 512) -> fl
         out = model(x_t[part], t[part])[:, : x0.shape[1]]
         _, eps = to_x0_eps(config.diffusion.prediction, out.float(), x_t[part], gather(schedule.alphas_cumprod,
                                                                                          t[part], x0[part]))
-        errors.append((eps - noise[part]).square().mean().item())
-    return sum(errors) / len(errors)
+        errors.append((eps - noise[part]).square().flatten(1).mean(1))
+    return torch.cat(errors)
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class Sampling:
 
 def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
     config = load_config(ckpt)
-    loss = heldout_loss(weights(ckpt, which), config)
+    errors = heldout_errors(weights(ckpt, which), config)
     chosen = []
     tic = time.perf_counter()
     images = generate(weights(ckpt, which), config, sampling.num, sampling.sampler, sampling.steps, seed=0,
@@ -133,7 +136,9 @@ def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
     result = evaluate_images(images, config.data.dataset, "classifier", requested_classes=requested)
     agreement = result.get("class_agreement")  # the share of samples the classifier puts in their requested class
     return {
-        "weights": which, "heldout_loss": round(loss, 5),
+        "weights": which, "heldout_loss": round(errors.mean().item(), 5),
+        # by eighths of the diffusion steps, low noise first: where a model's error is, not only how large
+        "heldout_loss_by_t": [round(part.mean().item(), 5) for part in errors.tensor_split(8)],
         **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
         "classes": result["classes"]["shares"], "smallest_class_share": result["classes"]["smallest_share"],
         **({"class_agreement": agreement} if agreement else {}),

@@ -51,6 +51,13 @@ def test_learning_curve_extends_a_run_instead_of_starting_again(tmp_path, monkey
     monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
     _learning_curve(monkeypatch, tmp_path, "--at-steps", "2")
     first = json.loads((tmp_path / "out" / "c.json").read_text())["points"]
+    by_t = first[0]["heldout_loss_by_t"]  # eighths of the diffusion steps, whose mean is the held-out loss
+    assert len(by_t) == 8 and first[0]["heldout_loss"] == pytest.approx(sum(by_t) / 8, abs=1e-4)
+    # benchmarks/heldout_by_t.py gives a saved point the numbers its curve recorded
+    monkeypatch.setattr("sys.argv", ["heldout_by_t.py", str(tmp_path / "work" / "c-step2"), "--weights", "model",
+                                     "--out", str(tmp_path / "by_t.json")])
+    runpy.run_path(str(BENCHMARKS / "heldout_by_t.py"), run_name="__main__")
+    assert json.loads((tmp_path / "by_t.json").read_text())[0]["heldout_loss_by_t"] == by_t
     log_before = (tmp_path / "work" / "c" / "log.jsonl").read_text()
     _learning_curve(monkeypatch, tmp_path, "--at-steps", "4", "--extend")
     curve = json.loads((tmp_path / "out" / "c.json").read_text())
@@ -132,7 +139,7 @@ def test_comparison_ranks_only_the_rows_that_draw_the_data(monkeypatch):
     rows[2]["class_agreement"] = {"overall": 0.4512, "per_class": {}}  # a conditional row: its classes agree
     lines = [line.split(" | ") for line in comparison.table(rows).splitlines() if line.startswith("| ")]
     column = lines[0].index("class agreement")
-    assert {cells[1]: cells[column] for cells in lines[2:]} == {"ann-twin": "-", "spiking-unet": "-", "sdit": "0.451",
+    assert {cells[1]: cells[column] for cells in lines[1:]} == {"ann-twin": "-", "spiking-unet": "-", "sdit": "0.451",
                                                                  "fsddim-style": "-"}
     rows[0]["meta"]["machine"]["model"] = "CPU B"  # rows from two machines name theirs
     assert "| machine |" in comparison.table(rows) and "CPU B" in comparison.table(rows)
