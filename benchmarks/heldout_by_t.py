@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from learning_curve import heldout_errors, weights
+from learning_curve import heldout_errors, heldout_summary, weights
 
 import spikediff
 from spikediff.checkpoint import load_config
@@ -23,8 +23,7 @@ from spikediff.checkpoint import load_config
 def by_t(ckpt: Path, which: str) -> dict:
     """The mean error and its eighths (low noise first) of checkpoint ``ckpt``'s weight set ``which``."""
     errors = heldout_errors(weights(ckpt, which), load_config(ckpt))
-    return {"checkpoint": str(ckpt), "weights": which, "heldout_loss": round(errors.mean().item(), 5),
-            "heldout_loss_by_t": [round(part.mean().item(), 5) for part in errors.tensor_split(8)]}
+    return {"checkpoint": str(ckpt), "weights": which, **heldout_summary(errors)}
 
 
 def main() -> None:

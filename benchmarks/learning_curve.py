@@ -108,6 +108,13 @@ def heldout_errors(model: torch.nn.Module, config: Config, count: int = 512) -> 
     return torch.cat(errors)
 
 
+def heldout_summary(errors: torch.Tensor) -> dict:
+    """The held-out loss of :func:`heldout_errors`'s per-image errors, and the same by eighths of the diffusion
+    steps, low noise first: where a model's error is, not only how large."""
+    return {"heldout_loss": round(errors.mean().item(), 5),
+            "heldout_loss_by_t": [round(part.mean().item(), 5) for part in errors.tensor_split(8)]}
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How every point is sampled: the same noise (seed 0), sampler, evaluations, count and precision."""
@@ -136,9 +143,7 @@ def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
     result = evaluate_images(images, config.data.dataset, "classifier", requested_classes=requested)
     agreement = result.get("class_agreement")  # the share of samples the classifier puts in their requested class
     return {
-        "weights": which, "heldout_loss": round(errors.mean().item(), 5),
-        # by eighths of the diffusion steps, low noise first: where a model's error is, not only how large
-        "heldout_loss_by_t": [round(part.mean().item(), 5) for part in errors.tensor_split(8)],
+        "weights": which, **heldout_summary(errors),
         **{k: round(score(result["scores"], k), 4) for k in ("FID", "KID", "precision", "recall")},
         "classes": result["classes"]["shares"], "smallest_class_share": result["classes"]["smallest_share"],
         **({"class_agreement": agreement} if agreement else {}),
