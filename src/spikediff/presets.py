@@ -179,7 +179,7 @@ PRESETS["fmnist-sdit-cpu-small"] = replace(
 PRESETS["fmnist-sdit-cpu-ann-small"] = replace(PRESETS["fmnist-sdit-cpu-small"], name="fmnist-sdit-cpu-ann-small",
                                                model=replace(PRESETS["fmnist-sdit-cpu-small"].model, arch="ann_sdit"))
 # fmnist-sdit-cpu-small with the lever that lowered its held-out loss most at equal steps (benchmarks/RESULTS.md,
-# "SDiT levers at equal steps"): the U-Net small presets' learning rate, 1e-3 instead of 5e-4
+# "The learning rate: SDiT draws garments"): the U-Net small presets' learning rate, 1e-3 instead of 5e-4
 PRESETS["fmnist-sdit-fast-small"] = replace(
     PRESETS["fmnist-sdit-cpu-small"], name="fmnist-sdit-fast-small",
     train=replace(PRESETS["fmnist-sdit-cpu-small"].train, lr=1e-3))
