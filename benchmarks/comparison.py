@@ -13,7 +13,9 @@ models, the absorbing sampler for Spiking-Diffusion), scored with the project's 
 (FID, KID, precision/recall against the training set; not Inception), the class coverage of the
 samples (the share the project's classifier assigns to each class), for a class-conditional row
 (image i asked for class i mod 10) how often the classifier sees the requested class, energy per image from
-``spikediff energy`` (45 nm) and the SNN / ANN ratio where the model has an ANN twin. Two-stage rows
+``spikediff energy`` (45 nm) and the SNN / ANN ratio where the model has an ANN twin. A guided row (``cfg 2``)
+samples another row's trained model with classifier-free guidance: two network evaluations per step, counted
+in its energy and its sampler column, and no training of its own. Two-stage rows
 split the budget: Spiking-Diffusion half VQ-SVAE, half diffusion; the TSM row fine-tunes the
 Spiking U-Net row's result for a quarter budget more; the converted SNN is the quantised ANN row's
 model converted with the row's neurons (SDM's signed IF at T = 2^bits - 1, no block-wise fine-tuning, which
@@ -84,6 +86,14 @@ class Row:
     convert: bool = False  # ann2snn on the last stage
     coding: str = "signed-if"  # the converted SNN's neurons (ann2snn --coding)
     conditional: bool = False
+    guidance: float = 1.0  # classifier-free guidance scale of a conditional row's sampling (> 1: two evaluations)
+    samples: str | None = None  # the row whose trained model this row samples (at its own guidance); no stages
+
+
+def trained(row: str) -> tuple[str, Row]:
+    """The row whose stages trained ``row``'s model: itself, or the row it samples at another guidance."""
+    name = ROWS[row].samples or row
+    return name, ROWS[name]
 
 
 ROWS: dict[str, Row] = {
@@ -111,6 +121,12 @@ ROWS: dict[str, Row] = {
                      [Stage("train", "fmnist-sdit-fast-small")], conditional=True),
     "sdit-fast-ann": Row("its ANN twin (fmnist-sdit-fast-ann-small, cfg 1)",
                          [Stage("train", "fmnist-sdit-fast-ann-small")], conditional=True),
+    # guidance 2 nearly halved SDiT's FID at 60 minutes and raised its class agreement 0.65 -> 0.85
+    # (benchmarks/RESULTS.md, "SDiT at its best guidance"): the same two models, sampled guided
+    "sdit-fast-cfg2": Row("SDiT, fmnist-sdit-fast-small, cfg 2 (the sdit-fast row's model)", [], conditional=True,
+                          guidance=2.0, samples="sdit-fast"),
+    "sdit-fast-ann-cfg2": Row("its ANN twin, cfg 2 (the sdit-fast-ann row's model)", [], conditional=True,
+                              guidance=2.0, samples="sdit-fast-ann"),
 }
 
 
@@ -183,7 +199,7 @@ def longest_chunk_seconds(parts: Path) -> float:
     return max((float(np.load(p)["seconds"]) for p in parts.glob("part_*.npz")), default=0.0)
 
 
-def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
+def sample_chunks(ckpt: Path, parts: Path, args, session: Session, guidance: float = 1.0) -> bool:
     """Sample ``--num`` images into ``parts`` in chunks of ``CHUNK``, each on the fast path that
     ``spikediff sample`` takes (measured and verified against eager fp32; recorded with the chunk). A
     chunk starts only when the session has 1.5x the longest chunk so far left; the first chunk of a row
@@ -203,7 +219,8 @@ def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
         tic = time.monotonic()
         images = generate(model, config, min(CHUNK, args.num - first), row_sampler(config), args.steps, seed=0,
                           batch_size=250, device="cpu", precision="auto", compile="auto",
-                          fold_bn=not family_of(config).samples_tokens, first=first, on_fast_path=chosen.append)
+                          fold_bn=not family_of(config).samples_tokens, first=first, on_fast_path=chosen.append,
+                          guidance=guidance)
         seconds = time.monotonic() - tic
         print(chosen[0].describe(), flush=True)
         last = max(last, seconds)
@@ -212,7 +229,8 @@ def sample_chunks(ckpt: Path, parts: Path, args, session: Session) -> bool:
 
 
 def measure(row: str, spec: Row, args) -> dict:
-    ckpt = spikediff.checkpoint.resolve(final_checkpoint(row, spec, args))
+    source, trained_spec = trained(row)
+    ckpt = spikediff.checkpoint.resolve(final_checkpoint(source, trained_spec, args))
     config = spikediff.load_config(ckpt)
     loaded = [np.load(p) for p in sorted((args.work / row / "samples").glob("part_*.npz"))]
     images = torch.from_numpy(np.concatenate([p["images"] for p in loaded]))
@@ -223,10 +241,11 @@ def measure(row: str, spec: Row, args) -> dict:
     energy_dir = args.work / row / "energy"
     cli("energy", str(ckpt), "--steps", str(args.steps), "--out", str(energy_dir))
     energy = json.loads((energy_dir / "energy.json").read_text())
+    evaluations_per_step = 1 if spec.guidance == 1.0 else 2  # guided: the conditional and unconditional model
     model = spikediff.load(ckpt)
     logs = []
-    for stage in spec.stages:
-        log = args.work / row / stage.name / "log.jsonl"
+    for stage in trained_spec.stages:
+        log = args.work / source / stage.name / "log.jsonl"
         logs += [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     rates = [r["images_per_s"] for r in logs if "images_per_s" in r]
     # a conditional row sampled image i of class i mod num_classes (generate's default): the classifier's agreement
@@ -235,15 +254,17 @@ def measure(row: str, spec: Row, args) -> dict:
     return {
         "row": row, "model": spec.label, "checkpoint": str(ckpt), "arch": config.model.arch,
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "budget_minutes": args.budget_minutes * sum(s.share for s in spec.stages),
-        "train_steps": {s.name: int(spikediff.checkpoint.resolve(args.work / row / s.name).name.split("_")[-1])
-                        for s in spec.stages},
+        "budget_minutes": args.budget_minutes * sum(s.share for s in trained_spec.stages),
+        "train_steps": {s.name: int(spikediff.checkpoint.resolve(args.work / source / s.name).name.split("_")[-1])
+                        for s in trained_spec.stages},
         "train_images_per_s_median": round(statistics.median(rates), 2) if rates else None,
         "sampler": row_sampler(config),
-        "steps": args.steps, "num_samples": len(images), "sampling_images_per_s": round(timed_images / seconds, 2),
+        "steps": args.steps, "guidance": spec.guidance, "network_evaluations": args.steps * evaluations_per_step,
+        "num_samples": len(images), "sampling_images_per_s": round(timed_images / seconds, 2),
         # parts written before the paths were recorded were compiled without verification
         "sampling_paths": sorted({str(p["path"]) if "path" in p else "compiled, not verified" for p in loaded}),
-        "energy_per_image_mj": energy["energy_per_image_mj"], "snn_over_ann": energy.get("snn_over_ann"),
+        "energy_per_image_mj": energy["energy_per_image_mj"] * evaluations_per_step,
+        "snn_over_ann": energy.get("snn_over_ann"),
         "conditional": spec.conditional, **scored["scores"], "classes": scored["classes"],
         **({"class_agreement": scored["class_agreement"]} if "class_agreement" in scored else {}),
     }
@@ -252,8 +273,9 @@ def measure(row: str, spec: Row, args) -> dict:
 def budget_cell(r: dict, rows: list[dict]) -> str:
     """Minutes and steps of a row's training, counting those of the row it starts from (TSM)."""
     runs = [r]
-    start = ROWS[r["row"]].stages[0].init_from
-    if start and start.split("/")[0] != r["row"]:
+    source, spec = trained(r["row"])
+    start = spec.stages[0].init_from
+    if start and start.split("/")[0] != source:
         runs.insert(0, next(x for x in rows if x["row"] == start.split("/")[0]))
     minutes = " + ".join(f"{x['budget_minutes']:g}" for x in runs)
     steps = " + ".join(str(s) for x in runs for s in x["train_steps"].values())
@@ -301,8 +323,9 @@ def table(rows: list[dict]) -> str:
         smallest = f"{classes['smallest']} {classes['smallest_share']:.1%}" if classes else "-"
         path = f" ({', '.join(r['sampling_paths'])})" if r.get("sampling_paths") else ""
         agreement = f"{r['class_agreement']['overall']:.3f}" if "class_agreement" in r else "-"
+        evaluations = r.get("network_evaluations", r["steps"])  # guided rows evaluate twice per step
         lines.append(f"| {rank if rank <= len(ranked) else 'not ranked'} | {r['model']} | {r['params_trainable']:,} | "
-                     f"{budget_cell(r, rows)} | {r['train_images_per_s_median']} | {r['sampler']} ({r['steps']}) | "
+                     f"{budget_cell(r, rows)} | {r['train_images_per_s_median']} | {r['sampler']} ({evaluations}) | "
                      f"{r['num_samples']:,} | {r[fid]:.1f} | {r[kid]:.2f} | {score(r, 'precision'):.3f} | "
                      f"{score(r, 'recall'):.3f} | {smallest} | {agreement} | {r['energy_per_image_mj']:.3f} mJ | "
                      f"{ratio} | "
@@ -382,18 +405,19 @@ def main() -> None:
     for row in args.rows.split(","):
         spec = ROWS[row]
         measured = args.out / f"{row}.json"
+        source, trained_spec = trained(row)
         if measured.is_file():
             budget = json.loads(measured.read_text())["budget_minutes"]
-            if abs(budget - args.budget_minutes * sum(s.share for s in spec.stages)) > 1e-6:
+            if abs(budget - args.budget_minutes * sum(s.share for s in trained_spec.stages)) > 1e-6:
                 parser.error(f"{measured} was measured at a {budget:g}-minute budget: give this budget its own "
                              "--out and --work")
             continue
-        if not all(train_stage(row, stage, args, session) for stage in spec.stages):
+        if not all(train_stage(source, stage, args, session) for stage in trained_spec.stages):
             print(f"{row}: training continues in the next invocation", flush=True)
             break
-        extra = convert(row, spec, args) if spec.convert else {}
-        ckpt = spikediff.checkpoint.resolve(final_checkpoint(row, spec, args))
-        if not sample_chunks(ckpt, args.work / row / "samples", args, session):
+        extra = convert(source, trained_spec, args) if trained_spec.convert else {}
+        ckpt = spikediff.checkpoint.resolve(final_checkpoint(source, trained_spec, args))
+        if not sample_chunks(ckpt, args.work / row / "samples", args, session, spec.guidance):
             print(f"{row}: sampling continues in the next invocation", flush=True)
             break
         result = measure(row, spec, args) | ({"conversion_seconds": extra["seconds"]} if extra else {})

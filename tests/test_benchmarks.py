@@ -87,6 +87,19 @@ def test_learning_curve_measures_a_conditional_models_agreement_with_the_request
     weights = [2] * 6 + [1] * 4
     assert agreement["overall"] == pytest.approx(
         sum(w * a for w, a in zip(weights, agreement["per_class"].values(), strict=True)) / 16, abs=1e-3)
+    # benchmarks/sdit_fmnist.py scores the curve's snapshot (a checkpoint without the run's log) at two guidances
+    out = tmp_path / "sdit"
+    monkeypatch.setattr("sys.argv", ["sdit_fmnist.py", str(tmp_path / "work" / "c-step1"), "--num", "10", "--steps",
+                                     "2", "--cfg", "1,2", "--bench", "", "--out", str(out)])
+    runpy.run_path(str(BENCHMARKS / "sdit_fmnist.py"), run_name="__main__")
+    result = json.loads((out / "sdit.json").read_text())
+    assert result["training"]["train_steps"] == 1 and result["training"]["train_images_per_s_median"] is None
+    plain, guided = result["rows"]
+    assert (plain["network_evaluations"], guided["network_evaluations"]) == (2, 4)  # guidance evaluates twice
+    assert guided["sampling_path"].split()[0] in ("fp32", "bf16")  # the path its images/s were measured on
+    assert guided["energy_per_image_mj"] == pytest.approx(2 * plain["energy_per_image_mj"])
+    assert guided["smallest_class_share"] == min(guided["classes"].values())  # does it draw every class
+    assert sum(guided["classes"].values()) == pytest.approx(1.0, abs=1e-3) and (out / "grid-cfg2.png").is_file()
 
 
 def test_learning_curve_scores_the_snn_a_quantised_ann_converts_to(tmp_path, monkeypatch, small_fmnist_dir):
@@ -177,6 +190,31 @@ def test_comparison_sampling_waits_for_a_session_long_enough_for_its_longest_chu
     # with 16 minutes left it starts: loading the missing checkpoint is what fails
     with pytest.raises(CheckpointError, match="not a spikediff checkpoint"):
         comparison.sample_chunks(tmp_path / "no-checkpoint", parts, args, comparison.Session(16.0))
+
+
+def test_comparison_guided_row_samples_the_trained_rows_model_at_twice_the_evaluations(
+        monkeypatch, tmp_path, small_fmnist_dir):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import comparison
+
+    monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
+    tiny = ["model.depth=2", "model.ch=16", "train.batch_size=4", "train.compile=off", "train.warmup_steps=0"]
+    monkeypatch.setitem(comparison.ROWS, "sdit-fast", comparison.Row(
+        "tiny SDiT", [comparison.Stage("train", "fmnist-sdit-fast-small", sets=tiny)], conditional=True))
+    assert comparison.ROWS["sdit-fast-cfg2"].samples == "sdit-fast"
+    out, work = tmp_path / "out", tmp_path / "work"
+    monkeypatch.setattr("sys.argv", ["comparison.py", "--rows", "sdit-fast,sdit-fast-cfg2", "--budget-minutes", "0.1",
+                                     "--num", "20", "--steps", "2", "--out", str(out), "--work", str(work)])
+    comparison.main()
+    plain, guided = (json.loads((out / f"{row}.json").read_text()) for row in ("sdit-fast", "sdit-fast-cfg2"))
+    assert not (work / "sdit-fast-cfg2" / "train").exists()  # it trained nothing: the model is sdit-fast's
+    assert guided["checkpoint"] == plain["checkpoint"] and guided["train_steps"] == plain["train_steps"]
+    assert (plain["guidance"], plain["network_evaluations"]) == (1.0, 2)
+    assert (guided["guidance"], guided["network_evaluations"]) == (2.0, 4)
+    assert guided["energy_per_image_mj"] == pytest.approx(2 * plain["energy_per_image_mj"])
+    table = (out / "table.md").read_text()
+    assert "| dpm-solver++ (4) |" in table and "| dpm-solver++ (2) |" in table
+    assert table.count("0.1 min (") == 2  # the guided row's budget is the trained row's
 
 
 def test_quickstart_runs_the_marked_readme_command_as_ci_shrinks_it(monkeypatch):
