@@ -132,10 +132,11 @@ class Sampling:
 
 def score_point(ckpt: Path, which: str, sampling: Sampling, grid: Path) -> dict:
     config = load_config(ckpt)
-    errors = heldout_errors(weights(ckpt, which), config)
+    model = weights(ckpt, which)  # built once: the held-out loss leaves it as loaded (no_grad, eval)
+    errors = heldout_errors(model, config)
     chosen = []
     tic = time.perf_counter()
-    images = generate(weights(ckpt, which), config, sampling.num, sampling.sampler, sampling.steps, seed=0,
+    images = generate(model, config, sampling.num, sampling.sampler, sampling.steps, seed=0,
                       batch_size=100, precision=sampling.precision, fold_bn=True, on_fast_path=chosen.append)
     sample_s = time.perf_counter() - tic
     save_grid(images[:100], grid, 10)
