@@ -19,8 +19,9 @@ in its energy and its sampler column, and no training of its own. Two-stage rows
 split the budget: Spiking-Diffusion half VQ-SVAE, half diffusion; the TSM row fine-tunes the
 Spiking U-Net row's result for a quarter budget more; the converted SNN is the quantised ANN row's
 model converted with the row's neurons (SDM's signed IF at T = 2^bits - 1, no block-wise fine-tuning, which
-lowered recall where it was measured; or the integrate-then-fire phase code of README's quick start); its
-conversion time is reported, outside the budget.
+lowered recall where it was measured; or the integrate-then-fire phase code of README's quick start, which
+converts the converted-snn-signed row's trained network: one training, two conversions); its conversion
+time is reported, outside the budget.
 
 The table ranks by FID only the rows whose samples pass as Fashion-MNIST images (recall and every
 class's share at least :data:`RANKED_IF`); a row below says so with its reason and is not ranked:
@@ -87,11 +88,14 @@ class Row:
     coding: str = "signed-if"  # the converted SNN's neurons (ann2snn --coding)
     conditional: bool = False
     guidance: float = 1.0  # classifier-free guidance scale of a conditional row's sampling (> 1: two evaluations)
-    samples: str | None = None  # the row whose trained model this row samples (at its own guidance); no stages
+    # the row whose trained model this row uses, sampled at its own guidance or converted with its own
+    # neurons; such a row has no stages
+    samples: str | None = None
 
 
 def trained(row: str) -> tuple[str, Row]:
-    """The row whose stages trained ``row``'s model: itself, or the row it samples at another guidance."""
+    """The row whose stages trained ``row``'s model: itself, or the row it samples at another guidance
+    or converts with other neurons."""
     name = ROWS[row].samples or row
     return name, ROWS[name]
 
@@ -109,9 +113,9 @@ ROWS: dict[str, Row] = {
                          [Stage("train", "fmnist-qann-small")], convert=True),
     "converted-snn-signed": Row("Converted SNN, spikes into every conv (fmnist-qann-signed-small, T=7)",
                                 [Stage("train", "fmnist-qann-signed-small")], convert=True),
+    # the converted-snn-signed row's quantised ANN with other neurons: one trained network, two conversions
     "converted-snn-phase": Row("Converted SNN, integrate-then-fire, phase code (fmnist-qann-signed-small, T=3; "
-                               "the quick start)", [Stage("train", "fmnist-qann-signed-small")], convert=True,
-                               coding="phase"),
+                               "the quick start)", [], convert=True, coding="phase", samples="converted-snn-signed"),
     "spiking-diffusion": Row("Spiking-Diffusion (VQ-SVAE + absorbing, T=4, half-width denoiser)", [
         Stage("vq", "sd-vq-fmnist", 0.5, ["model.spike_steps=4"]),
         Stage("diffusion", "sd-diffusion-fmnist", 0.5, ["model.spike_steps=4", "model.ch=32"],
@@ -175,16 +179,22 @@ def train_stage(row: str, stage: Stage, args, session: Session) -> bool:
     return used + (time.monotonic() - tic) / 60 >= budget - 0.05
 
 
-def final_checkpoint(row: str, spec: Row, args) -> Path:
-    run = args.work / row / spec.stages[-1].name
-    return args.work / row / "converted" if spec.convert else run
+def trained_run(row: str, args) -> Path:
+    """The training run whose model ``row`` samples or converts: the last stage of its trained row."""
+    source, spec = trained(row)
+    return args.work / source / spec.stages[-1].name
 
 
-def convert(row: str, spec: Row, args) -> dict:
+def final_checkpoint(row: str, args) -> Path:
+    """What ``row`` samples: its own conversion of the trained model when it converts, else that model."""
+    return args.work / row / "converted" if ROWS[row].convert else trained_run(row, args)
+
+
+def convert(row: str, args) -> dict:
     out = args.work / row / "converted"
     if not (out / "conversion.json").is_file():
         tic = time.monotonic()
-        cli("ann2snn", str(args.work / row / spec.stages[-1].name), str(out), "--coding", spec.coding)
+        cli("ann2snn", str(trained_run(row, args)), str(out), "--coding", ROWS[row].coding)
         (out / "conversion_seconds.json").write_text(json.dumps({"seconds": time.monotonic() - tic}))
     return json.loads((out / "conversion_seconds.json").read_text())
 
@@ -230,7 +240,7 @@ def sample_chunks(ckpt: Path, parts: Path, args, session: Session, guidance: flo
 
 def measure(row: str, spec: Row, args) -> dict:
     source, trained_spec = trained(row)
-    ckpt = spikediff.checkpoint.resolve(final_checkpoint(source, trained_spec, args))
+    ckpt = spikediff.checkpoint.resolve(final_checkpoint(row, args))
     config = spikediff.load_config(ckpt)
     loaded = [np.load(p) for p in sorted((args.work / row / "samples").glob("part_*.npz"))]
     images = torch.from_numpy(np.concatenate([p["images"] for p in loaded]))
@@ -415,8 +425,8 @@ def main() -> None:
         if not all(train_stage(source, stage, args, session) for stage in trained_spec.stages):
             print(f"{row}: training continues in the next invocation", flush=True)
             break
-        extra = convert(source, trained_spec, args) if trained_spec.convert else {}
-        ckpt = spikediff.checkpoint.resolve(final_checkpoint(source, trained_spec, args))
+        extra = convert(row, args) if spec.convert else {}
+        ckpt = spikediff.checkpoint.resolve(final_checkpoint(row, args))
         if not sample_chunks(ckpt, args.work / row / "samples", args, session, spec.guidance):
             print(f"{row}: sampling continues in the next invocation", flush=True)
             break

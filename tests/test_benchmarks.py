@@ -217,6 +217,39 @@ def test_comparison_guided_row_samples_the_trained_rows_model_at_twice_the_evalu
     assert table.count("0.1 min (") == 2  # the guided row's budget is the trained row's
 
 
+def test_comparison_phase_row_converts_the_signed_rows_trained_network_with_its_own_neurons(
+        monkeypatch, tmp_path, small_fmnist_dir):
+    """The two converted rows of fmnist-qann-signed-small share one trained quantised ANN: the phase row
+    trains nothing and converts that network at T = 3 where the signed row converts it at T = 7."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import comparison
+
+    monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
+    tiny = ["model.ch=8", "model.num_res_blocks=1", "train.batch_size=4",
+            "train.compile=off", "train.warmup_steps=0"]
+    signed = comparison.ROWS["converted-snn-signed"]
+    monkeypatch.setitem(comparison.ROWS, "converted-snn-signed", comparison.Row(
+        "tiny signed", [comparison.Stage("train", "fmnist-qann-signed-small", sets=tiny)], convert=True,
+        coding=signed.coding))
+    assert comparison.ROWS["converted-snn-phase"].samples == "converted-snn-signed"
+    out, work = tmp_path / "out", tmp_path / "work"
+    monkeypatch.setattr("sys.argv", ["comparison.py", "--rows", "converted-snn-signed,converted-snn-phase",
+                                     "--budget-minutes", "0.1", "--num", "20", "--steps", "2", "--out", str(out),
+                                     "--work", str(work)])
+    comparison.main()
+    names = ("converted-snn-signed", "converted-snn-phase")
+    rows = {row: json.loads((out / f"{row}.json").read_text()) for row in names}
+    assert not (work / "converted-snn-phase" / "train").exists()  # it converted the signed row's network
+    assert rows["converted-snn-phase"]["train_steps"] == rows["converted-snn-signed"]["train_steps"]
+    conversions = {row: json.loads((work / row / "converted" / "conversion.json").read_text()) for row in rows}
+    assert {c["qann"] for c in conversions.values()} == {str(work / "converted-snn-signed" / "train")}
+    assert (conversions["converted-snn-signed"]["spike_coding"], conversions["converted-snn-signed"]["spike_steps"]) \
+        == ("signed-if", 7)
+    assert (conversions["converted-snn-phase"]["spike_coding"], conversions["converted-snn-phase"]["spike_steps"]) \
+        == ("phase", 3)
+    assert rows["converted-snn-phase"]["checkpoint"] != rows["converted-snn-signed"]["checkpoint"]
+
+
 def test_quickstart_runs_the_marked_readme_command_as_ci_shrinks_it(monkeypatch):
     """benchmarks/quickstart.py measures the very command README marks, stage by stage, and shrinks it
     exactly as .ci/run does (so its --shrink check runs what CI runs)."""
