@@ -341,14 +341,16 @@ def table(rows: list[dict]) -> str:
                      f"{ratio} | "
                      f"{r['sampling_images_per_s']:.1f}{path} |" + (f" {machine_name(r)} |" if machines else ""))
     reasons = [f"- {r['model']}: not ranked, {why[r['row']]}" for r in unranked]
-    return "\n".join(lines + ([""] + reasons if reasons else [])) + "\n"
+    best = sorted(front(rows), key=lambda r: r["energy_per_image_mj"])
+    on_front = ", ".join(f"{r['row']} ({r[fid]:.1f}, {r['energy_per_image_mj']:.3f} mJ)" for r in best)
+    front_line = f"FID-energy front (the ranked rows no other ranked row beats on both): {on_front or 'none'}"
+    return "\n".join(lines + [""] + reasons + ([""] if reasons else []) + [front_line]) + "\n"
 
 
 def front(rows: list[dict], cost: str = "energy_per_image_mj") -> list[dict]:
     """The ranked rows that no other ranked row beats on both FID and ``cost`` (lower is better on both)."""
     fid = score_key(rows[0], "FID")
     ranked = [r for r in rows if unranked_because(r) is None]
-
 
     def beats(o: dict, r: dict) -> bool:
         return o[fid] <= r[fid] and o[cost] <= r[cost] and (o[fid], o[cost]) != (r[fid], r[cost])

@@ -169,6 +169,9 @@ def test_comparison_front_keeps_the_ranked_rows_no_other_beats_on_fid_and_energy
         row["energy_per_image_mj"] = mj
     # the ANN twin is beaten on both by the signed SNN; sdit is cheapest and best but does not draw the data
     assert [r["row"] for r in comparison.front(rows)] == ["converted-snn", "converted-snn-signed", "spiking-unet"]
+    assert comparison.table(rows).splitlines()[-1] == (
+        "FID-energy front (the ranked rows no other ranked row beats on both): spiking-unet (600.0, 0.800 mJ), "
+        "converted-snn-signed (240.0, 5.000 mJ), converted-snn (180.0, 34.000 mJ)")
 
 
 def test_comparison_sampling_waits_for_a_session_long_enough_for_its_longest_chunk(monkeypatch, tmp_path):
