@@ -32,7 +32,8 @@ skips what is done, continues training runs (exact resume) until their budget is
 chunks of 1,000 images; ``--session-minutes`` stops starting new work near the end of a session. A
 stage resumed on another machine than the one it started on starts again (minutes of two CPUs do not
 add up); rows finished on different machines get a machine column in the table.
-Writes ``ROW.json`` per row, ``table.json``, ``table.md`` and a grid per row to ``--out``.
+Writes ``ROW.json`` per row, ``table.json``, ``table.md`` (with the FID-energy front and the floor: as many real
+test images scored the same way, ``real-test-images-N.json``) and a grid per row to ``--out``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import spikediff  # noqa: E402
 from spikediff.families import family_of  # noqa: E402
 from spikediff.fast_path import cpu_facts  # noqa: E402
 from spikediff.metrics import evaluate_images, score, score_key  # noqa: E402
+from spikediff.metrics.reference import reference_images  # noqa: E402
 from spikediff.sample import class_labels, generate, save_grid  # noqa: E402
 
 CHUNK = 1000
@@ -312,10 +314,21 @@ def machine_name(r: dict) -> str:
     return machine["model"] + (" (AVX512-BF16)" if "avx512_bf16" in machine["flags"].split() else "")
 
 
-def table(rows: list[dict]) -> str:
+def real_floor(num: int, out: Path) -> dict:
+    """The scores of ``num`` real test images under the table's protocol (the same features, against the
+    training set's statistics): what a model that drew the data itself would score at this sample count,
+    not 0. Computed once per ``--out``."""
+    path = out / f"real-test-images-{num}.json"
+    if not path.is_file():
+        images = reference_images("fmnist", "test", 28)[:num]
+        path.write_text(json.dumps(evaluate_images(images, "fmnist", "classifier")["scores"], indent=2))
+    return json.loads(path.read_text())
+
+
+def table(rows: list[dict], floor: dict | None = None) -> str:
     """The rows that draw the data ranked by FID, then the rows that do not, each with its reason;
     a machine column when the rows were measured on different machines (a budget of minutes buys a
-    different step count on each)."""
+    different step count on each); the FID-energy front; the floor of real images (:func:`real_floor`)."""
     fid = score_key(rows[0], "FID")
     kid = next(k for k in rows[0] if k.startswith("KID ("))
     machines = len({machine_name(r) for r in rows}) > 1
@@ -344,6 +357,9 @@ def table(rows: list[dict]) -> str:
     best = sorted(front(rows), key=lambda r: r["energy_per_image_mj"])
     on_front = ", ".join(f"{r['row']} ({r[fid]:.1f}, {r['energy_per_image_mj']:.3f} mJ)" for r in best)
     front_line = f"FID-energy front (the ranked rows no other ranked row beats on both): {on_front or 'none'}"
+    if floor is not None:
+        front_line += (f"\n\nThe floor: {rows[0]['num_samples']:,} real test images score {fid} {floor[fid]:.1f}, "
+                       f"recall {score(floor, 'recall'):.3f}.")
     return "\n".join(lines + [""] + reasons + ([""] if reasons else []) + [front_line]) + "\n"
 
 
@@ -439,10 +455,10 @@ def main() -> None:
     done = [json.loads((args.out / f"{r}.json").read_text()) for r in ROWS if (args.out / f"{r}.json").is_file()]
     if done:
         (args.out / "table.json").write_text(json.dumps(done, indent=2))
-        (args.out / "table.md").write_text(table(done))
+        (args.out / "table.md").write_text(table(done, real_floor(args.num, args.out)))
         plot(done, args.budget_minutes, args.out / "fid_vs_cost.png")
         plot_grids(done, args.out)
-        print(table(done))
+        print((args.out / "table.md").read_text())
 
 
 if __name__ == "__main__":

@@ -218,6 +218,8 @@ def test_comparison_guided_row_samples_the_trained_rows_model_at_twice_the_evalu
     table = (out / "table.md").read_text()
     assert "| dpm-solver++ (4) |" in table and "| dpm-solver++ (2) |" in table
     assert table.count("0.1 min (") == 2  # the guided row's budget is the trained row's
+    assert "The floor: 20 real test images score FID (fmnist-classifier) " in table
+    assert (out / "real-test-images-20.json").is_file()
 
 
 def test_comparison_phase_row_converts_the_signed_rows_trained_network_with_its_own_neurons(
