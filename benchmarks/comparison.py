@@ -5,6 +5,9 @@ machine, then sampled, scored and measured the same way.
         [--num 10000] [--steps 10] [--session-minutes 170] [--work runs/comparison]
         [--out benchmarks/results/comparison]
 
+``--rows`` defaults to every row but those a later preset supersedes (``converted-snn``, ``sdit``; each
+still runs when named).
+
 Protocol, the same for every row: Fashion-MNIST training set, seed 0, the row's preset (batch 32;
 the EMA weights where the preset keeps one) trained for ``--budget-minutes`` of wall-clock time (the
 step count is whatever the budget reaches; ``train.total_steps`` is lifted so that time is the
@@ -93,6 +96,9 @@ class Row:
     # the row whose trained model this row uses, sampled at its own guidance or converted with its own
     # neurons; such a row has no stages
     samples: str | None = None
+    # run by default; False for a row that a later preset supersedes (kept runnable by name, for the
+    # earlier tables in benchmarks/RESULTS.md)
+    default: bool = True
 
 
 def trained(row: str) -> tuple[str, Row]:
@@ -111,8 +117,9 @@ ROWS: dict[str, Row] = {
     "fsddim-style": Row("Spiking U-Net, FSDDIM options (LIF, mean readout, v-pred, cosine)",
                         [Stage("train", "fmnist-snn-small-fsddim")]),
     "ann-twin": Row("ANN twin (DDPM U-Net)", [Stage("train", "fmnist-ann-small")]),
+    # superseded by converted-snn-signed (the same neurons with spikes into every convolution)
     "converted-snn": Row("Converted SNN (3-bit QANN -> signed IF, T=7)",
-                         [Stage("train", "fmnist-qann-small")], convert=True),
+                         [Stage("train", "fmnist-qann-small")], convert=True, default=False),
     "converted-snn-signed": Row("Converted SNN, spikes into every conv (fmnist-qann-signed-small, T=7)",
                                 [Stage("train", "fmnist-qann-signed-small")], convert=True),
     # the converted-snn-signed row's quantised ANN with other neurons: one trained network, two conversions
@@ -122,7 +129,9 @@ ROWS: dict[str, Row] = {
         Stage("vq", "sd-vq-fmnist", 0.5, ["model.spike_steps=4"]),
         Stage("diffusion", "sd-diffusion-fmnist", 0.5, ["model.spike_steps=4", "model.ch=32"],
               init_from="spiking-diffusion/vq")]),
-    "sdit": Row("SDiT (class-conditional, cfg 1)", [Stage("train", "fmnist-sdit-small")], conditional=True),
+    # superseded by sdit-fast (the CPU levers); it sampled noise at 30 minutes (benchmarks/RESULTS.md)
+    "sdit": Row("SDiT (class-conditional, cfg 1)", [Stage("train", "fmnist-sdit-small")], conditional=True,
+                default=False),
     "sdit-fast": Row("SDiT, CPU levers + lr 1e-3 (fmnist-sdit-fast-small, cfg 1)",
                      [Stage("train", "fmnist-sdit-fast-small")], conditional=True),
     "sdit-fast-ann": Row("its ANN twin (fmnist-sdit-fast-ann-small, cfg 1)",
@@ -417,7 +426,7 @@ def plot_grids(rows: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default=",".join(row for row, spec in ROWS.items() if spec.default))
     parser.add_argument("--budget-minutes", type=float, default=20.0)
     parser.add_argument("--num", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=10)
