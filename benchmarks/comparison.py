@@ -177,12 +177,14 @@ def train_stage(row: str, stage: Stage, args, session: Session) -> bool:
     piece = min(budget - used, session.minutes_left() - 1)
     if piece < min(1.0, budget - used):  # too little of the session left to make progress
         return False
-    cmd = ["train", "--preset", stage.preset, "--out", str(run), "--max-minutes", f"{piece:.2f}", "--no-progress",
+    cmd = ["train", "--out", str(run), "--max-minutes", f"{piece:.2f}", "--no-progress",
            *UNLIMITED, *[a for s in stage.sets for a in ("--set", s)]]
-    if (run / "checkpoints").is_dir():
+    if (run / "checkpoints").is_dir():  # a later piece: the run's own config (train refuses --preset here)
         cmd.append("--resume")
-    elif stage.init_from:
-        cmd += ["--init-from", str(args.work / stage.init_from)]
+    else:
+        cmd += ["--preset", stage.preset]
+        if stage.init_from:
+            cmd += ["--init-from", str(args.work / stage.init_from)]
     tic = time.monotonic()
     cli(*cmd)
     ledger.parent.mkdir(parents=True, exist_ok=True)

@@ -195,6 +195,31 @@ def test_comparison_sampling_waits_for_a_session_long_enough_for_its_longest_chu
         comparison.sample_chunks(tmp_path / "no-checkpoint", parts, args, comparison.Session(16.0))
 
 
+def test_comparison_stage_resumes_its_run_in_a_later_piece(monkeypatch, tmp_path, small_fmnist_dir):
+    """A stage cut by the end of a session trains on from its checkpoint in the next piece: the run's own
+    config (train refuses --preset with --resume), the ledger adding the minutes of both pieces."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import comparison
+
+    monkeypatch.setenv("SPIKEDIFF_DATA", str(small_fmnist_dir))
+    tiny = ["model.ch=8", "model.num_res_blocks=1", "train.batch_size=4", "train.compile=off",
+            "train.warmup_steps=0"]
+    stage = comparison.Stage("train", "fmnist-qann-signed-small", sets=tiny)
+    args = type("Args", (), {"work": tmp_path, "budget_minutes": 0.1})()
+    log = tmp_path / "row" / "train" / "log.jsonl"
+
+    def steps() -> list[int]:
+        return [json.loads(line)["step"] for line in log.read_text().splitlines() if '"step"' in line]
+
+    assert comparison.train_stage("row", stage, args, comparison.Session(60.0))
+    first, first_steps = json.loads((tmp_path / "row" / "train.budget.json").read_text())["minutes"], steps()
+    args.budget_minutes = first + 0.1  # a longer budget: the stage is unfinished, its run has checkpoints
+    assert comparison.train_stage("row", stage, args, comparison.Session(60.0))
+    both = steps()
+    assert len(both) > len(first_steps) and both == sorted(both)  # the second piece went on from the first
+    assert json.loads((tmp_path / "row" / "train.budget.json").read_text())["minutes"] > first
+
+
 def test_comparison_guided_row_samples_the_trained_rows_model_at_twice_the_evaluations(
         monkeypatch, tmp_path, small_fmnist_dir):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
